@@ -1,0 +1,268 @@
+"""Where file contents come from: a git revision, a git working tree, or a plain directory.
+
+A revision is read straight from git objects (no checkout), which is how the
+benchmark indexes hundreds of base commits. Every file is identified by its git
+blob SHA, so the parse cache can tell unchanged content apart from edits no
+matter where it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from .errors import RepositoryError
+from .filters import FileFilter
+from .languages import language_for_path
+
+_SKIPPED_DIRS_WHEN_WALKING = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"})
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The SHA-1 git gives this content as a blob, so worktree and commit files share cache keys."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # repo-relative, POSIX separators
+    blob_sha: str
+    size: int
+    language: str
+
+
+class RepoSource(Protocol):
+    """A listing of indexable files plus a way to read their bytes."""
+
+    root: Path
+    description: str
+
+    def files(self) -> list[SourceFile]: ...
+
+    def read(self, file: SourceFile) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def _run_git(root: Path, *args: str) -> bytes:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(root), *args], check=False, capture_output=True
+        )
+    except FileNotFoundError as exc:  # git not installed
+        raise RepositoryError("git is not installed or not on PATH") from exc
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        raise RepositoryError(f"git {' '.join(args[:2])} failed in {root}: {message[-1] if message else 'unknown error'}")
+    return result.stdout
+
+
+def find_git_root(path: Path) -> tuple[Path, bool] | None:
+    """(top of the work tree, False) or (git dir, True) for a bare repo; None outside git."""
+    result = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--absolute-git-dir"],
+        check=False, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        return None
+    is_bare, git_dir = result.stdout.strip().splitlines()[:2]
+    if is_bare == "true":
+        return Path(git_dir), True
+    top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode != 0:  # inside the .git directory itself
+        return None
+    return Path(top.stdout.strip()), False
+
+
+class _GitObjectReader:
+    """One long-lived ``git cat-file --batch`` process: thousands of blobs without thousands of forks."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def read(self, sha: str) -> bytes:
+        if self._process is None:
+            self._process = subprocess.Popen(
+                ["git", "-C", str(self._root), "cat-file", "--batch"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )
+        assert self._process.stdin and self._process.stdout
+        self._process.stdin.write(sha.encode() + b"\n")
+        self._process.stdin.flush()
+        header = self._process.stdout.readline().split()
+        if len(header) != 3:
+            raise RepositoryError(f"git object {sha} is missing from {self._root}")
+        size = int(header[2])
+        data = self._process.stdout.read(size)
+        self._process.stdout.read(1)  # trailing newline
+        return data
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.stdin:
+                self._process.stdin.close()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+def _keep(path: str, size: int | None, file_filter: FileFilter) -> str | None:
+    """The language of an indexable path, or None when the path is skipped before reading."""
+    language = language_for_path(path)
+    if language is None or file_filter.skip_reason_for_path(path, size) is not None:
+        return None
+    return language
+
+
+class GitRevisionSource:
+    """Files of one commit, read from the object database: no checkout, no work tree needed."""
+
+    def __init__(self, root: Path, rev: str, file_filter: FileFilter) -> None:
+        self.root = root
+        self.rev = rev
+        self._filter = file_filter
+        try:
+            self.commit = _run_git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").decode().strip()
+        except RepositoryError:
+            raise RepositoryError(f"unknown revision {rev!r} in {root}") from None
+        self.description = f"{root} @ {self.commit[:12]}"
+        self._reader = _GitObjectReader(root)
+
+    def files(self) -> list[SourceFile]:
+        listing = _run_git(self.root, "ls-tree", "-r", "-l", "-z", "--full-tree", self.commit)
+        files = []
+        for entry in listing.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, raw_path = entry.partition(b"\t")
+            mode, kind, sha, size = meta.split()
+            if kind != b"blob" or mode == b"120000":  # submodules and symlinks are not code here
+                continue
+            path = raw_path.decode("utf-8", errors="surrogateescape")
+            language = _keep(path, int(size), self._filter)
+            if language:
+                files.append(SourceFile(path, sha.decode(), int(size), language))
+        return files
+
+    def read(self, file: SourceFile) -> bytes:
+        return self._reader.read(file.blob_sha)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class GitWorktreeSource:
+    """Tracked files as they are on disk now, so uncommitted edits are localized too.
+
+    The blob SHA of an unmodified file comes from git's index; only files that
+    ``git diff-files`` reports as changed are read and hashed, so a warm run on
+    a large repository reads almost nothing.
+    """
+
+    def __init__(self, root: Path, file_filter: FileFilter) -> None:
+        self.root = root
+        self._filter = file_filter
+        self.description = str(root)
+
+    def files(self) -> list[SourceFile]:
+        staged = _run_git(self.root, "ls-files", "-s", "-z")
+        changed = {
+            p.decode("utf-8", errors="surrogateescape")
+            for p in _run_git(self.root, "diff-files", "--name-only", "-z").split(b"\0")
+            if p
+        }
+        files = []
+        seen: set[str] = set()
+        for entry in staged.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, raw_path = entry.partition(b"\t")
+            mode, sha, _stage = meta.split()
+            path = raw_path.decode("utf-8", errors="surrogateescape")
+            if mode in (b"120000", b"160000") or path in seen:  # symlink, submodule, merge stages
+                continue
+            seen.add(path)
+            full = self.root / path
+            try:
+                stat = full.lstat()
+            except OSError:  # deleted in the work tree
+                continue
+            if not full.is_file() or full.is_symlink():
+                continue
+            language = _keep(path, stat.st_size, self._filter)
+            if not language:
+                continue
+            blob_sha = sha.decode()
+            if path in changed:
+                blob_sha = git_blob_sha(full.read_bytes())
+            files.append(SourceFile(path, blob_sha, stat.st_size, language))
+        return files
+
+    def read(self, file: SourceFile) -> bytes:
+        return (self.root / file.path).read_bytes()
+
+    def close(self) -> None:
+        pass
+
+
+class DirectorySource:
+    """A directory that is not a git repository: walked, with every candidate file hashed."""
+
+    def __init__(self, root: Path, file_filter: FileFilter) -> None:
+        self.root = root
+        self._filter = file_filter
+        self.description = f"{root} (not a git repository)"
+
+    def _walk(self) -> Iterator[Path]:
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS_WHEN_WALKING)
+            for name in sorted(filenames):
+                yield Path(dirpath) / name
+
+    def files(self) -> list[SourceFile]:
+        files = []
+        for full in self._walk():
+            if full.is_symlink() or not full.is_file():
+                continue
+            path = full.relative_to(self.root).as_posix()
+            size = full.stat().st_size
+            language = _keep(path, size, self._filter)
+            if language:
+                files.append(SourceFile(path, git_blob_sha(full.read_bytes()), size, language))
+        return files
+
+    def read(self, file: SourceFile) -> bytes:
+        return (self.root / file.path).read_bytes()
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(repo: str | os.PathLike[str], rev: str | None, file_filter: FileFilter) -> RepoSource:
+    """Pick the right source for a path and optional revision, with clear errors for bad input."""
+    path = Path(repo).expanduser()
+    if not path.exists():
+        raise RepositoryError(f"repository path does not exist: {path}")
+    if not path.is_dir():
+        raise RepositoryError(f"repository path is not a directory: {path}")
+    path = path.resolve()
+    found = find_git_root(path)
+    if found is None:
+        if rev is not None:
+            raise RepositoryError(f"--rev {rev} needs a git repository, and {path} is not one")
+        return DirectorySource(path, file_filter)
+    git_root, is_bare = found
+    has_commits = subprocess.run(
+        ["git", "-C", str(git_root), "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True
+    ).returncode == 0
+    if rev is not None or is_bare:
+        if not has_commits and rev is None:
+            raise RepositoryError(f"{git_root} has no commits to index")
+        return GitRevisionSource(git_root, rev or "HEAD", file_filter)
+    return GitWorktreeSource(git_root, file_filter)

