@@ -26,6 +26,9 @@ from .tokenize import code_terms
 
 log = logging.getLogger(__name__)
 
+# Bump when BM25 terms change: they are cached beside the chunks, keyed by the chunker and this.
+TERMS_VERSION = "2"
+
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)``; the CLI turns it into progress bars."""
 
@@ -97,13 +100,15 @@ class RepoIndex:
 def _parse_key(file: SourceFile, config: IndexConfig) -> str:
     """Blob SHA plus the path, since a file chunk's text names its path; a rename re-parses one file."""
     path_digest = hashlib.sha1(file.path.encode("utf-8", errors="surrogateescape")).hexdigest()[:12]
-    return f"{CHUNKER_VERSION}:{file.language}:{config.max_chunk_chars}:{file.blob_sha}:{path_digest}"
+    return f"{CHUNKER_VERSION}.{TERMS_VERSION}:{file.language}:{config.max_chunk_chars}:{file.blob_sha}:{path_digest}"
 
 
-def _terms_for(chunk: Chunk, lines: list[str]) -> str:
+def _terms_for(chunk: Chunk, line_terms: list[list[str]]) -> str:
     """BM25 sees the whole span (the embedder's text is truncated), plus the qualified name."""
-    span = "\n".join(lines[chunk.start_line - 1 : chunk.end_line])
-    return " ".join(code_terms(f"{chunk.name}\n{span}"))
+    terms = code_terms(chunk.name)
+    for line in line_terms[chunk.start_line - 1 : chunk.end_line]:
+        terms.extend(line)
+    return " ".join(terms)
 
 
 def parse_blob(file: SourceFile, data: bytes, config: IndexConfig) -> ParsedBlob:
@@ -112,12 +117,13 @@ def parse_blob(file: SourceFile, data: bytes, config: IndexConfig) -> ParsedBlob
     if reason is not None:
         return ParsedBlob(status=reason, chunks=[])
     chunks = chunk_source(file.path, data, file.language, max_chars=config.max_chunk_chars)
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    # Tokenize each line once: file, class and method spans overlap.
+    line_terms = [code_terms(line) for line in data.decode("utf-8", errors="replace").split("\n")]
     records = []
     for chunk in chunks:
         record = chunk.to_dict()
         del record["path"]
-        record["terms"] = _terms_for(chunk, lines)
+        record["terms"] = _terms_for(chunk, line_terms)
         records.append(record)
     return ParsedBlob(status="ok", chunks=records)
 

@@ -144,6 +144,8 @@ class GitRevisionSource:
             mode, kind, sha, size = meta.split()
             if kind != b"blob" or mode == b"120000":  # submodules and symlinks are not code here
                 continue
+            if not size.isdigit():  # object absent from a partial clone: nothing to read
+                continue
             path = raw_path.decode("utf-8", errors="surrogateescape")
             language = _keep(path, int(size), self._filter)
             if language:

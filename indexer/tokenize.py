@@ -9,6 +9,7 @@ outweighs a partial one.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
@@ -33,18 +34,22 @@ def split_identifier(identifier: str) -> list[str]:
     return parts
 
 
+@lru_cache(maxsize=200_000)
+def _word_terms(word: str, keep_stopwords: bool) -> tuple[str, ...]:
+    """Terms of one word; cached because code repeats the same identifiers endlessly."""
+    if len(word) > 64:  # hashes, base64 blobs
+        return ()
+    subwords = split_identifier(word)
+    lowered = word.lower().strip("_")
+    terms = [lowered, *subwords] if len(subwords) > 1 and lowered else subwords
+    if keep_stopwords:
+        return tuple(terms)
+    return tuple(t for t in terms if t not in STOPWORDS and (len(t) > 1 or t.isdigit()))
+
+
 def code_terms(text: str, *, keep_stopwords: bool = False) -> list[str]:
     """Terms for BM25: sub-words of every identifier plus the identifier itself."""
     terms: list[str] = []
-    for match in _WORD.finditer(text):
-        word = match.group(0)
-        if len(word) > 64:  # hashes, base64 blobs
-            continue
-        subwords = split_identifier(word)
-        lowered = word.lower().strip("_")
-        if len(subwords) > 1 and lowered:
-            terms.append(lowered)
-        terms.extend(subwords)
-    if keep_stopwords:
-        return terms
-    return [t for t in terms if t not in STOPWORDS and (len(t) > 1 or t.isdigit())]
+    for word in _WORD.findall(text):
+        terms.extend(_word_terms(word, keep_stopwords))
+    return terms

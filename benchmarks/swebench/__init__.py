@@ -1,0 +1,1 @@
+"""SWE-bench localization evaluation: gold labels from patches, and ranking metrics."""

@@ -1,0 +1,143 @@
+"""Metrics, tables and plots from a harness run's predictions (re-computable at any time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from indexer.atomic import atomic_write_bytes, atomic_write_json
+
+FILE_KS = (1, 3, 5)
+FUNCTION_KS = (5, 10)
+CURVE_KS = tuple(range(1, 21))
+RANKINGS = ("files", "files_from_functions", "functions")
+
+
+def _hit(ranks: dict[str, int | None], k: int) -> bool:
+    """The CoRNStack rule: a hit only if ALL gold items are within the top k."""
+    return bool(ranks) and all(rank is not None and rank <= k for rank in ranks.values())
+
+
+def accuracy(records: Iterable[dict], ranking: str, k: int) -> tuple[float, int]:
+    """(percentage, number of instances counted); instances without gold for this level are skipped."""
+    counted = [r for r in records if r["gold_ranks"][ranking]]
+    if not counted:
+        return 0.0, 0
+    hits = sum(_hit(r["gold_ranks"][ranking], k) for r in counted)
+    return round(100.0 * hits / len(counted), 1), len(counted)
+
+
+def load_predictions(path: Path) -> list[dict]:
+    latest: dict[tuple[str, str], dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            latest[(record["instance_id"], record["system"])] = record
+    return list(latest.values())
+
+
+def compute_metrics(records: list[dict], systems: list[str], protocol_ids: set[str] | None) -> dict:
+    subsets = {"all": None}
+    if protocol_ids:
+        subsets["cornstack274"] = protocol_ids
+    metrics: dict = {}
+    for system in systems:
+        mine = [r for r in records if r["system"] == system]
+        metrics[system] = {}
+        for subset, ids in subsets.items():
+            chosen = [r for r in mine if ids is None or r["instance_id"] in ids]
+            entry: dict = {"instances": len(chosen)}
+            for ranking, ks in (("files", FILE_KS), ("files_from_functions", FILE_KS), ("functions", FUNCTION_KS)):
+                for k in ks:
+                    value, n = accuracy(chosen, ranking, k)
+                    entry[f"{ranking}@{k}"] = value
+                entry[f"{ranking}_n"] = accuracy(chosen, ranking, 1)[1]
+            entry["curves"] = {
+                ranking: [accuracy(chosen, ranking, k)[0] for k in CURVE_KS] for ranking in ("files", "functions")
+            }
+            metrics[system][subset] = entry
+    return metrics
+
+
+def markdown_table(metrics: dict, run_info: dict | None) -> str:
+    lines = []
+    for subset in ("all", "cornstack274"):
+        rows = [(s, m[subset]) for s, m in metrics.items() if subset in m]
+        if not rows:
+            continue
+        title = "All instances" if subset == "all" else "CoRNStack 274 subset"
+        lines += [
+            f"### {title}",
+            "",
+            "| system | n | file@1 | file@3 | file@5 | file@1 (via fn) | file@3 (via fn) | file@5 (via fn) | n (fn) | function@5 | function@10 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for system, m in rows:
+            lines.append(
+                f"| {system} | {m['files_n']} | {m['files@1']} | {m['files@3']} | {m['files@5']} | "
+                f"{m['files_from_functions@1']} | {m['files_from_functions@3']} | {m['files_from_functions@5']} | "
+                f"{m['functions_n']} | {m['functions@5']} | {m['functions@10']} |"
+            )
+        lines.append("")
+    if run_info:
+        cache = run_info["cache"]
+        lines += [
+            f"Wall time {run_info['wall_seconds']} s for {run_info['instances']} instances "
+            f"({run_info['failed']} failed). Parse cache hit rate {cache['parse_hit_rate']}; "
+            f"embedding hit rate {cache['embedding_hit_rate']} "
+            f"({cache['embedded_chunks']} of {cache['chunk_instances']} chunk-instances encoded).",
+            "",
+            "| stage | seconds |",
+            "|---|---|",
+            *(f"| {k} | {v} |" for k, v in run_info["timing_seconds"].items()),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_curves(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, ranking, label in ((axes[0], "files", "File"), (axes[1], "functions", "Function")):
+        for system, m in metrics.items():
+            axis.plot(CURVE_KS, m["all"]["curves"][ranking], marker="o", markersize=3, label=system)
+        axis.set_title(f"{label} localization: Acc@k (all gold items in top k)")
+        axis.set_xlabel("k")
+        axis.set_xticks([1, 5, 10, 15, 20])
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_ylim(0, 100)
+    axes[1].legend(loc="lower right")
+    figure.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    atomic_write_bytes(path, tmp.read_bytes())
+    tmp.unlink()
+
+
+def write_reports(out: Path, systems: list[str], run_info: dict | None, protocol_ids: set[str] | None) -> dict:
+    records = load_predictions(out / "predictions.jsonl")
+    systems = [s for s in systems if any(r["system"] == s for r in records)] or sorted({r["system"] for r in records})
+    metrics = compute_metrics(records, systems, protocol_ids)
+    if run_info is None:
+        runs = (out / "runs.jsonl").read_text().splitlines() if (out / "runs.jsonl").exists() else []
+        run_info = json.loads(runs[-1]) if runs else None
+    atomic_write_json(out / "metrics.json", {"metrics": metrics, "run": run_info})
+    atomic_write_bytes(out / "metrics.md", markdown_table(metrics, run_info).encode())
+    diagnostics = "".join(
+        json.dumps({"instance_id": r["instance_id"], "system": r["system"], "gold_ranks": r["gold_ranks"]}) + "\n"
+        for r in sorted(records, key=lambda r: (r["instance_id"], r["system"]))
+    )
+    atomic_write_bytes(out / "diagnostics.jsonl", diagnostics.encode())
+    if metrics:
+        plot_curves(metrics, out / "acc_at_k.png")
+    return metrics

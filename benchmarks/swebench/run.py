@@ -1,0 +1,318 @@
+"""SWE-bench-Lite localization harness with the CoRNStack protocol.
+
+Several retrievers (and models) are compared side by side on the same
+instances in one run. Each instance is indexed at its base commit straight
+from git objects, reusing the content-addressed cache across instances, and
+predictions stream to JSONL so an interrupted run resumes where it stopped.
+
+    python -m benchmarks.swebench.run --data ../shared/data/swe-bench-lite.jsonl \\
+        --repos-dir ../repos --retriever bm25 --retriever dense --retriever hybrid --out bench-out/lite
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import click
+
+from indexer.errors import LocalizerError
+from indexer.index import IndexConfig, RepoIndex, build_index
+from localizer.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
+from localizer.query import build_query
+from localizer.ranking import final_scores, order
+from localizer.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+from .data import Instance, ensure_repos, load_ids, load_instances
+from .gold import GoldLabels, function_id, git_blob_reader, gold_labels
+from .metrics import files_from_functions, gold_ranks
+from .report import write_reports
+
+log = logging.getLogger("localizer.bench")
+
+SAVED_DEPTH = 100  # predictions keep this many items per ranking; gold ranks use the full ranking
+
+
+@dataclass(frozen=True)
+class System:
+    """One column of the comparison: a retriever, its model, and whether mention boosts apply."""
+
+    name: str
+    retriever: str
+    model: str | None
+    boost: bool = True
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    data: str
+    repos_dir: Path
+    out: Path
+    systems: tuple[System, ...]
+    ids_file: Path | None = None
+    limit: int | None = None
+    index_dir: Path | None = None
+    device: str = "auto"
+    clone: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
+    """``bm25``, ``dense``, ``hybrid``; a ``:raw`` suffix turns off mention boosts.
+
+    Model-based retrievers are crossed with every ``--model``; names carry the
+    model only when there are several.
+    """
+    systems: list[System] = []
+    for spec in retrievers:
+        retriever, _, flag = spec.partition(":")
+        if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw"):
+            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, dense, hybrid, optionally with :raw)")
+        boost = flag != "raw"
+        if retriever == "bm25":
+            systems.append(System(spec, retriever, None, boost))
+            continue
+        for model in models:
+            name = spec if len(models) == 1 else f"{spec}@{Path(model).name}"
+            systems.append(System(name, retriever, model, boost))
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise click.BadParameter("the same retriever/model was given twice")
+    return tuple(systems)
+
+
+def _commit_time(repo_dir: Path, commit: str) -> int:
+    result = subprocess.run(["git", "-C", str(repo_dir), "show", "-s", "--format=%ct", commit], capture_output=True, text=True)
+    return int(result.stdout.strip() or 0)
+
+
+def order_for_cache(instances: Iterable[Instance], repo_dirs: dict[str, Path]) -> list[Instance]:
+    """Group by repo and walk commits in time order: neighbours share most chunks."""
+    return sorted(instances, key=lambda i: (i.repo, _commit_time(repo_dirs[i.repo], i.base_commit), i.instance_id))
+
+
+def _done_pairs(path: Path) -> set[tuple[str, str]]:
+    done: set[tuple[str, str]] = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                done.add((record["instance_id"], record["system"]))
+            except (ValueError, KeyError):
+                continue  # a line cut short by an interrupted run is redone
+    return done
+
+
+def _append(path: Path, record: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+class Harness:
+    def __init__(self, config: HarnessConfig) -> None:
+        self.config = config
+        self._embedders: dict[str, Embedder] = {}
+        self._readers: dict[Path, object] = {}
+        self.timing: dict[str, float] = {}
+        self.cache: dict[str, int] = {"files": 0, "parsed_files": 0, "chunk_instances": 0, "embedded_chunks": 0}
+
+    def embedder(self, model: str) -> Embedder:
+        if model not in self._embedders:
+            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device))
+        return self._embedders[model]
+
+    def _index(self, repo_dir: Path, instance: Instance, model: str | None) -> RepoIndex:
+        # The protocol drops only test/tests/testing directories.
+        config = IndexConfig(index_dir=self.config.index_dir, test_rule="dirs")
+        encoder = self.embedder(model) if model else None
+        started = time.perf_counter()
+        index = build_index(repo_dir, instance.base_commit, encoder=encoder, config=config)
+        self._add_time(f"index:{model or 'bm25'}", time.perf_counter() - started)
+        stats = index.stats
+        self.cache["files"] += stats.files
+        self.cache["parsed_files"] += stats.parsed_files
+        if model:
+            self.cache["chunk_instances"] += stats.chunks
+            self.cache["embedded_chunks"] += stats.embedded_chunks
+        return index
+
+    def _add_time(self, key: str, seconds: float) -> None:
+        self.timing[key] = self.timing.get(key, 0.0) + seconds
+
+    def run_instance(self, instance: Instance, repo_dir: Path, systems: Sequence[System], gold: GoldLabels) -> list[dict]:
+        query = build_query(instance.problem_statement)
+        indexes: dict[str | None, RepoIndex] = {}
+        for model in dict.fromkeys(s.model for s in systems if s.model):
+            indexes[model] = self._index(repo_dir, instance, model)
+        base = next(iter(indexes.values()), None) or self._index(repo_dir, instance, None)
+        bm25 = None
+        records = []
+        for system in systems:
+            started = time.perf_counter()
+            index = indexes.get(system.model, base)
+            if system.retriever in ("bm25", "hybrid") and bm25 is None:
+                bm25 = BM25Retriever(base)
+                self._add_time("index:bm25-build", time.perf_counter() - started)
+                started = time.perf_counter()
+            if system.retriever == "bm25":
+                retriever = bm25
+            elif system.retriever == "dense":
+                retriever = DenseRetriever(index, self.embedder(system.model))
+            else:
+                retriever = HybridRetriever(bm25, DenseRetriever(index, self.embedder(system.model)))
+            scores = retriever.score(query)
+            file_scores, function_scores = final_scores(query, scores, index.chunks, 1.0 if system.boost else 0.0)
+            files = order(file_scores)
+            functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in order(function_scores)]
+            files_via_functions = files_from_functions(functions)
+            seconds = time.perf_counter() - started
+            self._add_time(f"query:{system.name}", seconds)
+            records.append(
+                {
+                    "instance_id": instance.instance_id,
+                    "system": system.name,
+                    "files": files[:SAVED_DEPTH],
+                    "functions": functions[:SAVED_DEPTH],
+                    "files_from_functions": files_via_functions[:SAVED_DEPTH],
+                    "gold_files": list(gold.files),
+                    "gold_functions": list(gold.functions),
+                    "gold_ranks": {
+                        "files": gold_ranks(files, gold.files),
+                        "files_from_functions": gold_ranks(files_via_functions, gold.files),
+                        "functions": gold_ranks(functions, gold.functions),
+                    },
+                    "corpus": {"files": len(file_scores), "functions": len(function_scores)},
+                    "seconds": round(seconds, 4),
+                }
+            )
+        return records
+
+    def run(self) -> dict:
+        config = self.config
+        config.out.mkdir(parents=True, exist_ok=True)
+        predictions = config.out / "predictions.jsonl"
+        errors = config.out / "errors.jsonl"
+        instances = load_instances(config.data)
+        if config.ids_file:
+            wanted = set(load_ids(config.ids_file))
+            instances = [i for i in instances if i.instance_id in wanted]
+        if config.limit:
+            instances = instances[: config.limit]
+        if not instances:
+            raise LocalizerError("no instances to run (check --data, --ids and --limit)")
+        repo_dirs = ensure_repos(instances, config.repos_dir, clone=config.clone)
+        instances = order_for_cache(instances, repo_dirs)
+        done = _done_pairs(predictions)
+        started = time.perf_counter()
+        failures = 0
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=_stderr_console()) as bar:
+            task = bar.add_task("instances", total=len(instances))
+            for instance in instances:
+                todo = [s for s in config.systems if (instance.instance_id, s.name) not in done]
+                bar.update(task, description=instance.instance_id)
+                if todo:
+                    try:
+                        repo_dir = repo_dirs[instance.repo]
+                        if repo_dir not in self._readers:
+                            self._readers[repo_dir] = git_blob_reader(repo_dir)
+                        gold = gold_labels(asdict(instance), self._readers[repo_dir])
+                        for record in self.run_instance(instance, repo_dir, todo, gold):
+                            _append(predictions, record)
+                    except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the run
+                        failures += 1
+                        log.warning("%s failed: %s", instance.instance_id, exc)
+                        _append(errors, {"instance_id": instance.instance_id, "error": repr(exc),
+                                         "traceback": traceback.format_exc()})
+                bar.advance(task)
+        for reader in self._readers.values():
+            reader.close()
+        wall = time.perf_counter() - started
+        run_info = {
+            "wall_seconds": round(wall, 1),
+            "instances": len(instances),
+            "failed": failures,
+            "timing_seconds": {k: round(v, 2) for k, v in sorted(self.timing.items())},
+            "cache": {
+                **self.cache,
+                "parse_hit_rate": _rate(self.cache["files"] - self.cache["parsed_files"], self.cache["files"]),
+                "embedding_hit_rate": _rate(
+                    self.cache["chunk_instances"] - self.cache["embedded_chunks"], self.cache["chunk_instances"]
+                ),
+                "encoded_fraction": _rate(self.cache["embedded_chunks"], self.cache["chunk_instances"]),
+            },
+            "systems": [asdict(s) for s in config.systems],
+            "data": config.data,
+            "ids_file": str(config.ids_file) if config.ids_file else None,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        _append(config.out / "runs.jsonl", run_info)
+        return write_reports(config.out, [s.name for s in config.systems], run_info, _protocol_ids(config))
+
+
+def _protocol_ids(config: HarnessConfig) -> set[str] | None:
+    """The paper's 274 ids, when the shared list sits beside the data file."""
+    candidate = Path(config.data).expanduser().parent / "swe-bench-lite-cornstack-274.txt"
+    return set(load_ids(candidate)) if candidate.exists() else None
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--data", default="princeton-nlp/SWE-bench_Lite", show_default=True,
+              help="A .jsonl/.json/.parquet file or a Hugging Face dataset id (split test).")
+@click.option("--repos-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Holds one bare git dir or clone per repo, named owner__name (symlinks are fine).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output dir: predictions.jsonl, diagnostics.jsonl, metrics.json, metrics.md, acc_at_k.png.")
+@click.option("--ids", "ids_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Only these instance ids (one per line), e.g. the paper's 274.")
+@click.option("--retriever", "retrievers", multiple=True, default=("bm25",), show_default=True,
+              help="bm25, dense or hybrid; repeat to compare; add :raw to turn off mention boosts.")
+@click.option("--model", "models", multiple=True, default=(DEFAULT_MODEL,), show_default=True,
+              help="Embedder for dense/hybrid; repeat to compare models.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N instances (a smoke run).")
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index cache (default: the localize cache dir).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--no-clone", is_flag=True, help="Never try to clone a missing repository.")
+@click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
+@click.option("--verbose", "-v", count=True)
+def main(data, repos_dir, out, ids_file, retrievers, models, limit, index_dir, device, no_clone, report_only, verbose):
+    """Measure top-k localization accuracy on SWE-bench-Lite (CoRNStack protocol)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
+    systems = parse_systems(retrievers, models)
+    config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
+                           limit=limit, index_dir=index_dir, device=device, clone=not no_clone)
+    try:
+        if report_only:
+            metrics = write_reports(out, [s.name for s in systems], None, _protocol_ids(config))
+        else:
+            metrics = Harness(config).run()
+    except LocalizerError as exc:
+        click.echo(f"bench: error: {exc}", err=True)
+        sys.exit(1)
+    click.echo((out / "metrics.md").read_text())
+    del metrics
+
+
+if __name__ == "__main__":
+    main()
