@@ -155,5 +155,281 @@ def index_command(repo, rev, retriever, model, query_prompt, index_dir, no_cache
     )
 
 
+# --------------------------------------------------------------------------- git hooks
+
+
+def _hook_config_options(func):
+    """What a hook's background refresh builds; fixed at install time and stored in the hook."""
+    options = [
+        click.option("--retriever", type=click.Choice(RETRIEVERS), default=DEFAULT_RETRIEVER, show_default=True,
+                     help="Index for this retriever: bm25 needs no model and refreshes fastest; dense and hybrid "
+                          "also embed changed code (loading the model costs seconds per refresh)."),
+        click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedder for dense/hybrid."),
+        click.option("--device", default="auto", show_default=True, help="Embedder device for the refresh."),
+        click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help=f"Index cache [default: {default_index_dir()}]; the hook log is written here too."),
+        click.option("--max-file-size", type=click.IntRange(min=1), default=DEFAULT_MAX_FILE_SIZE, show_default=True,
+                     help="Skip files larger than this many bytes."),
+        click.option("--include-tests", is_flag=True, help="Also index test files."),
+        click.option("--issues-dir", default=None, metavar="DIR",
+                     help="After each refresh, triage the issue files in DIR (relative to the repository root)."),
+        click.option("--reports-dir", default=None, metavar="DIR",
+                     help="Where those reports go [default: DIR/reports]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir):
+    from .refresh import HookConfig
+
+    resolved = (index_dir.expanduser() if index_dir else default_index_dir()).resolve()
+    return HookConfig(retriever=retriever, model=model, device=device, index_dir=str(resolved),
+                      max_file_size=max_file_size, include_tests=include_tests, issues_dir=issues_dir,
+                      reports_dir=reports_dir)
+
+
+_REPO_OPTION = click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".",
+                            show_default=True, help="The git repository (any directory inside its work tree).")
+
+
+@main.group("hook")
+def hook_group():
+    """Keep the index fresh on every commit, merge, checkout and rebase.
+
+    \b
+      localize hook install --retriever bm25   # add the hooks (chains any existing ones)
+      localize hook status                     # installed? last refresh, commit, error
+      localize hook uninstall                  # restore the hooks exactly as they were
+
+    The hooks launch a refresh in the background and return at once; it
+    re-parses and re-embeds only what changed. Refreshes started together
+    (a burst of commits) do not pile up: the newest one wins.
+    """
+
+
+@hook_group.command("install")
+@_REPO_OPTION
+@_hook_config_options
+def hook_install(repo, retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir):
+    """Install post-commit, post-merge, post-checkout and post-rewrite hooks.
+
+    Each hook gets a managed block that starts `localize hook run` with this
+    Python interpreter and these settings, so refreshes build the index that
+    your queries read. Existing hooks keep running (the block is added to a sh
+    hook, any other hook is chained); core.hooksPath is honoured. Installing
+    again with the same settings changes nothing.
+    """
+    from .hooks import install_hooks
+
+    _setup_logging(0)
+    try:
+        config = _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir,
+                              reports_dir)
+        result = install_hooks(repo, config)
+    except LocalizerError as exc:
+        _fail(str(exc))
+    if not result.changed:
+        click.echo(f"localizer hooks are already installed in {result.hooks_dir} with these settings; nothing changed")
+    else:
+        click.echo(f"localizer hooks in {result.hooks_dir}:")
+        words = {"created": "installed", "inserted": "installed, chained into the existing hook",
+                 "wrapped": "installed", "updated": "updated to the new settings", "unchanged": "already installed"}
+        for change in result.changes:
+            detail = f" ({change.detail})" if change.detail and change.action == "wrapped" else ""
+            click.echo(f"  {change.hook:<14} {words.get(change.action, change.action)}{detail}")
+        click.echo(f"refreshes log to {config.log_path()}; check them with 'localize hook status'")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+@hook_group.command("uninstall")
+@_REPO_OPTION
+def hook_uninstall(repo):
+    """Remove the hooks, leaving every hook exactly as it was before install."""
+    from .hooks import uninstall_hooks
+
+    _setup_logging(0)
+    try:
+        result = uninstall_hooks(repo)
+    except LocalizerError as exc:
+        _fail(str(exc))
+    if not result.changed:
+        click.echo(f"localizer hooks are not installed in {result.hooks_dir}; nothing to do")
+        return
+    click.echo(f"localizer hooks removed from {result.hooks_dir}:")
+    for change in result.changes:
+        if change.action == "absent":
+            continue
+        words = {"removed": "removed", "restored": "restored to what was there before"}
+        detail = f" ({change.detail})" if change.detail else ""
+        click.echo(f"  {change.hook:<14} {words.get(change.action, change.action)}{detail}")
+
+
+@hook_group.command("status")
+@_REPO_OPTION
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index dir to read refresh state from [default: the one the hooks were installed with].")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def hook_status_command(repo, index_dir, output_format):
+    """Show whether the hooks are installed, the last refresh (when, which commit) and the last error."""
+    from .hooks import hook_status, render_status
+
+    _setup_logging(0)
+    try:
+        status = hook_status(repo, index_dir)
+    except LocalizerError as exc:
+        _fail(str(exc))
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps(status.to_json_dict(), indent=2))
+    else:
+        click.echo(render_status(status))
+
+
+@hook_group.command("run")
+@_REPO_OPTION
+@click.option("--hook", "hook_name", default="manual", show_default=True, help="Which hook started this run (for the log).")
+@click.option("--wait-rebase", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for a rebase in progress to finish before giving up.")
+@click.option("--background", is_flag=True, help="Detach from the terminal's session (the hooks pass this).")
+@_hook_config_options
+def hook_run(repo, hook_name, wait_rebase, background, retriever, model, device, index_dir, max_file_size,
+             include_tests, issues_dir, reports_dir):
+    """Refresh the index now, as the hooks do (they run this in the background).
+
+    Skipped during a rebase; exits at once when a newer refresh was requested.
+    Writes the outcome to the hook state that 'localize hook status' shows.
+    """
+    import time as _time
+
+    from .refresh import refresh_repo, rotate_log
+
+    if background:
+        try:
+            os.setsid()
+        except OSError:
+            pass
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout, force=True,
+                        format=f"%(asctime)s {hook_name} [{repo}] %(levelname)s: %(message)s")
+    for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub", "faiss", "bm25s", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir)
+    if background:
+        rotate_log(config.log_path())
+    try:
+        outcome = refresh_repo(repo, config, hook=hook_name, wait_rebase=wait_rebase)
+    except LocalizerError as exc:
+        click.echo(f"{_time.strftime('%Y-%m-%dT%H:%M:%SZ', _time.gmtime())} {hook_name} [{repo}] error: {exc}")
+        sys.exit(1)
+    stamp = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())
+    click.echo(f"{stamp} {hook_name} [{repo}] {outcome.status}: {outcome.message}")
+    if outcome.status == "error":
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- triage
+
+
+@main.command("triage")
+@click.option("--issue", metavar="FILE|-", default=None, help="The issue: a file (first line is the title), or - for stdin.")
+@click.option("--title", default=None, help="The issue title (with --body; handy in CI, from environment variables).")
+@click.option("--body", default=None, metavar="TEXT|-", help="The issue body; - reads it from stdin.")
+@click.option("--issues-dir", type=click.Path(path_type=Path), default=None,
+              help="Triage every .md/.txt issue file in this directory, one report each; up-to-date reports are skipped.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where --issues-dir writes reports [default: ISSUES_DIR/reports].")
+@click.option("--force", is_flag=True, help="With --issues-dir: rewrite reports even when they are up to date.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file (atomically) instead of stdout.")
+@click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown",
+              show_default=True, help="markdown: an issue comment; json: the same data for bots.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Suspect files and functions to show.")
+@click.option("--excerpt-lines", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Lines of code shown for each suspect (0: none).")
+@click.option("--owners", "owners_per_file", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Likely owners listed per suspect file.")
+@click.option("--commits", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Recent commits touching the suspects to list.")
+@click.option("--show-emails", is_flag=True, help="Show owners' and authors' emails (hidden by default: reports get posted publicly).")
+@click.option("--no-blame", is_flag=True, help="Owners from git log only; faster on very long histories.")
+@_index_options
+def triage_command(issue, title, body, issues_dir, out_dir, force, output, output_format, top_k, excerpt_lines,
+                   owners_per_file, commits, show_emails, no_blame, repo, rev, retriever, model, query_prompt,
+                   index_dir, no_cache, device, max_file_size, include_tests, quiet, verbose):
+    """Pre-triage an issue: suspects with code, likely owners, recent commits.
+
+    \b
+    Prints a markdown report ready to paste as an issue comment:
+      - the top suspect functions and files (path:start-end, score, a code excerpt);
+      - likely owners of each file: who last changed the suspect lines (git blame)
+        and who changes the file most (git log), weighted by recency;
+      - recent commits touching the suspects;
+      - a warning when the scores are too flat to trust the order.
+
+    \b
+    Examples:
+      localize triage --issue issue.md
+      localize triage --title "$TITLE" --body "$BODY" --format json
+      localize triage --issues-dir issues/        # one report per file in issues/reports/
+    """
+    from .triage import IssueText, TriageConfig, Triager
+    from .triage_render import render_json, render_markdown
+
+    _setup_logging(verbose)
+    sources = sum(x is not None for x in (issue, issues_dir)) + (title is not None or body is not None)
+    if sources != 1:
+        _fail("give exactly one of --issue FILE|-, --title/--body, or --issues-dir DIR", code=2)
+    if (out_dir or force) and issues_dir is None:
+        _fail("--out-dir and --force go with --issues-dir", code=2)
+    try:
+        config = TriageConfig(
+            localize=_configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size,
+                              include_tests),
+            files=top_k, functions=top_k, excerpt_lines=excerpt_lines, owners_per_file=owners_per_file,
+            commits=commits, blame=not no_blame,
+        )
+        if issues_dir is not None:
+            from .batch import REPORTS_DIRNAME, issue_files, triage_directory
+
+            with stderr_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
+                triager = Triager(repo, config, progress=progress)
+                if issue_files(issues_dir, out_dir or issues_dir / REPORTS_DIRNAME):
+                    triager.localizer.index()
+            result = triage_directory(repo, issues_dir, config, out_dir=out_dir, output_format=output_format,
+                                      show_emails=show_emails, force=force, triager=triager)
+            for path, message in result.failed:
+                click.echo(f"localize: skipped {path}: {message}", err=True)
+            click.echo(f"triaged {issues_dir}: {result.line()}", err=True)
+            if result.failed:
+                sys.exit(1)
+            return
+        if issue is not None:
+            parsed = IssueText.parse(_read_issue_arg(issue), "stdin" if issue == "-" else str(issue))
+        else:
+            if body == "-":
+                body = _read_issue_arg("-")
+            parsed = IssueText.from_parts(title, body)
+        with stderr_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
+            triager = Triager(repo, config, progress=progress)
+            triager.localizer.index()
+        report = triager.triage(parsed)
+    except LocalizerError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+    text = render_json(report, show_emails) if output_format == "json" else render_markdown(report, show_emails)
+    if output is not None:
+        from indexer.atomic import atomic_write_bytes
+
+        atomic_write_bytes(output, text.encode("utf-8"))
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

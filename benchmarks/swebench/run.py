@@ -33,6 +33,7 @@ from localizer.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 from .data import Instance, ensure_repos, load_ids, load_instances
 from .gold import GoldLabels, function_id, git_blob_reader, gold_labels
 from .metrics import files_from_functions, gold_ranks
+from .plain_bm25 import plain_query, plain_view
 from .report import write_reports
 
 log = logging.getLogger("localizer.bench")
@@ -67,17 +68,22 @@ class HarnessConfig:
 def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
     """``bm25``, ``dense``, ``hybrid``; a ``:raw`` suffix turns off mention boosts.
 
+    ``bm25:plain`` is the vanilla baseline of the literature (raw text, plain
+    word tokens, no boosts), kept to explain differences from reference numbers.
+
     Model-based retrievers are crossed with every ``--model``; names carry the
     model only when there are several.
     """
     systems: list[System] = []
     for spec in retrievers:
         retriever, _, flag = spec.partition(":")
-        if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw"):
-            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, dense, hybrid, optionally with :raw)")
-        boost = flag != "raw"
+        if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw", "plain") or (
+            flag == "plain" and retriever != "bm25"
+        ):
+            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, bm25:plain, dense, hybrid, optionally with :raw)")
+        boost = flag == ""
         if retriever == "bm25":
-            systems.append(System(spec, retriever, None, boost))
+            systems.append(System(spec, "bm25-plain" if flag == "plain" else retriever, None, boost))
             continue
         for model in models:
             name = spec if len(models) == 1 else f"{spec}@{Path(model).name}"
@@ -129,6 +135,12 @@ class Harness:
             self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device))
         return self._embedders[model]
 
+    def blob_reader(self, repo_dir: Path):
+        """One long-lived ``git cat-file`` reader per repository."""
+        if repo_dir not in self._readers:
+            self._readers[repo_dir] = git_blob_reader(repo_dir)
+        return self._readers[repo_dir]
+
     def _index(self, repo_dir: Path, instance: Instance, model: str | None) -> RepoIndex:
         # The protocol drops only test/tests/testing directories.
         config = IndexConfig(index_dir=self.config.index_dir, test_rule="dirs")
@@ -164,11 +176,13 @@ class Harness:
                 started = time.perf_counter()
             if system.retriever == "bm25":
                 retriever = bm25
+            elif system.retriever == "bm25-plain":
+                retriever = BM25Retriever(plain_view(base, instance.base_commit, self.blob_reader(repo_dir)))
             elif system.retriever == "dense":
                 retriever = DenseRetriever(index, self.embedder(system.model))
             else:
                 retriever = HybridRetriever(bm25, DenseRetriever(index, self.embedder(system.model)))
-            scores = retriever.score(query)
+            scores = retriever.score(plain_query(query) if system.retriever == "bm25-plain" else query)
             file_scores, function_scores = final_scores(query, scores, index.chunks, 1.0 if system.boost else 0.0)
             files = order(file_scores)
             functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in order(function_scores)]
@@ -224,9 +238,7 @@ class Harness:
                 if todo:
                     try:
                         repo_dir = repo_dirs[instance.repo]
-                        if repo_dir not in self._readers:
-                            self._readers[repo_dir] = git_blob_reader(repo_dir)
-                        gold = gold_labels(asdict(instance), self._readers[repo_dir])
+                        gold = gold_labels(asdict(instance), self.blob_reader(repo_dir))
                         for record in self.run_instance(instance, repo_dir, todo, gold):
                             _append(predictions, record)
                     except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the run
