@@ -27,12 +27,12 @@ import shlex
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indexer.atomic import atomic_write_bytes
 from indexer.errors import LocalizerError, RepositoryError
 from indexer.index import repo_state_dir
 
@@ -101,7 +101,7 @@ def render_block(hook: str, config: HookConfig, interpreter: str, mode: str) -> 
         f"  _lz_py={q(interpreter)}",
         f"  _lz_log={q(str(log_path))}",
         f"  _lz_hook={hook}",
-        f"  _lz_wait=0",
+        "  _lz_wait=0",
         '  _lz_git=$(git rev-parse --absolute-git-dir 2>/dev/null) || exit 0',
         '  _lz_top=$(git rev-parse --show-toplevel 2>/dev/null) || exit 0',
         '  _lz_now=$(date -u +%Y-%m-%dT%H:%M:%SZ)',
@@ -202,20 +202,7 @@ class HookResult:
 
 def _write_hook(path: Path, data: bytes, mode: int) -> None:
     """Atomic, with the mode set before the rename: git skips a hook it sees non-executable."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, data, mode)
 
 
 def hooks_dir_for(root: Path) -> Path:

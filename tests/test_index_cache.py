@@ -2,7 +2,6 @@ import json
 import multiprocessing
 import sqlite3
 
-import pytest
 
 from indexer.index import IndexConfig, build_index, repo_state_dir
 from indexer.store import SQLiteStore

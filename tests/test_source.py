@@ -7,7 +7,7 @@ from indexer.errors import RepositoryError
 from indexer.filters import FileFilter, content_skip_reason
 from indexer.source import DirectorySource, GitRevisionSource, GitWorktreeSource, git_blob_sha, open_source
 
-from .conftest import commit_all, git, make_git_repo, write_files
+from .conftest import commit_all, git, write_files
 
 
 def test_blob_sha_matches_git_hash_object(tmp_path):
