@@ -74,6 +74,14 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _warn_unused_model(ctx: click.Context, retriever: str) -> None:
+    """BM25 needs no model: say so rather than silently ignore an explicit --model."""
+    from click.core import ParameterSource
+
+    if retriever == "bm25" and ctx.get_parameter_source("model") not in (ParameterSource.DEFAULT, None):
+        log.warning("--model is not used by --retriever bm25; add --retriever dense or hybrid to use it")
+
+
 def _read_issue_arg(issue: str) -> str:
     if issue == "-":
         data = sys.stdin.buffer.read()
@@ -111,6 +119,7 @@ def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, q
     if issue is None:
         click.echo(ctx.get_help(), err=True)
         _fail("missing --issue FILE (or - for stdin)", code=2)
+    _warn_unused_model(ctx, retriever)
     try:
         text = _read_issue_arg(issue)
         config = _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests,
@@ -135,9 +144,12 @@ def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, q
 
 @main.command("index")
 @_index_options
-def index_command(repo, rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests, quiet, verbose):
+@click.pass_context
+def index_command(ctx, repo, rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests,
+                  quiet, verbose):
     """Build or refresh the index without querying (what the git hook runs)."""
     _setup_logging(verbose)
+    _warn_unused_model(ctx, retriever)
     try:
         config = _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests)
         encoder = Embedder(config.embedder) if retriever != "bm25" else None

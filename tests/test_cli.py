@@ -100,9 +100,16 @@ def test_model_path_that_does_not_load(sample_repo, issue_file, index_dir, tmp_p
         "could not load embedding model",
     )
     _assert_one_line_error(
-        run("--repo", sample_repo, "--issue", issue_file, "--model", tmp_path / "missing-model", "--index-dir", index_dir),
+        run("--repo", sample_repo, "--issue", issue_file, "--model", tmp_path / "missing-model", "--retriever", "hybrid",
+            "--index-dir", index_dir),
         "model path does not exist",
     )
+
+
+def test_model_with_bm25_is_reported_as_unused(sample_repo, issue_file, index_dir, tmp_path):
+    result = run("--repo", sample_repo, "--issue", issue_file, "--model", tmp_path / "missing-model", "--index-dir", index_dir)
+    assert result.exit_code == 0
+    assert "--model is not used by --retriever bm25" in result.stderr
 
 
 def test_empty_repository(tmp_path, issue_file, index_dir):
