@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report_io import emit_report  # noqa: E402
 from indexer.index import build_index, repo_state_dir  # noqa: E402
 from localizer.hooks import install_hooks, uninstall_hooks  # noqa: E402
 from localizer.refresh import HookConfig, read_hook_state, refresh_repo  # noqa: E402
@@ -223,10 +224,7 @@ def main() -> None:
             report["results"].append(bench_retriever(repo, retriever, index_dir, args))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report_io import emit_report  # noqa: E402
 from indexer.index import IndexConfig, build_index  # noqa: E402
 from localizer.api import LocalizeConfig, Localizer  # noqa: E402
 from localizer.embedder import Embedder  # noqa: E402
@@ -171,10 +172,7 @@ def main() -> None:
         report["peak_rss_mib"] = round(peak_rss_mib())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from indexer.store import SQLiteStore
-from localizer.cli import main
 
+from .cli_helpers import assert_one_line_error, run
 from .conftest import git, make_git_repo, write_files
 from .test_localize import CART_ISSUE
 
@@ -21,15 +20,6 @@ def issue_file(tmp_path):
     return path
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def _assert_one_line_error(result, needle):
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.startswith("localize: error:")]
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_json_contract(sample_repo, index_dir, issue_file):
@@ -69,23 +59,23 @@ def test_help_explains_the_options():
 
 
 def test_missing_repo_path(tmp_path, issue_file):
-    _assert_one_line_error(run("--repo", tmp_path / "nope", "--issue", issue_file, "--retriever", "bm25"), "does not exist")
+    assert_one_line_error(run("--repo", tmp_path / "nope", "--issue", issue_file, "--retriever", "bm25"), "does not exist")
 
 
 def test_missing_and_empty_issue(sample_repo, tmp_path, index_dir):
-    _assert_one_line_error(run("--repo", sample_repo, "--issue", tmp_path / "none.md", "--index-dir", index_dir),
+    assert_one_line_error(run("--repo", sample_repo, "--issue", tmp_path / "none.md", "--index-dir", index_dir),
                            "issue file does not exist")
     empty = tmp_path / "empty.md"
     empty.write_text("  \n")
-    _assert_one_line_error(run("--repo", sample_repo, "--issue", empty, "--index-dir", index_dir), "issue is empty")
+    assert_one_line_error(run("--repo", sample_repo, "--issue", empty, "--index-dir", index_dir), "issue is empty")
     binary = tmp_path / "issue.bin"
     binary.write_bytes(b"\x00\x01\x02")
-    _assert_one_line_error(run("--repo", sample_repo, "--issue", binary, "--index-dir", index_dir), "binary")
-    _assert_one_line_error(run("--repo", sample_repo, "--index-dir", index_dir), "missing --issue")
+    assert_one_line_error(run("--repo", sample_repo, "--issue", binary, "--index-dir", index_dir), "binary")
+    assert_one_line_error(run("--repo", sample_repo, "--index-dir", index_dir), "missing --issue")
 
 
 def test_unknown_rev(sample_repo, issue_file, index_dir):
-    _assert_one_line_error(
+    assert_one_line_error(
         run("--repo", sample_repo, "--issue", issue_file, "--rev", "v9.9", "--retriever", "bm25", "--index-dir", index_dir),
         "unknown revision 'v9.9'",
     )
@@ -95,11 +85,11 @@ def test_model_path_that_does_not_load(sample_repo, issue_file, index_dir, tmp_p
     bogus = tmp_path / "not-a-model"
     bogus.mkdir()
     (bogus / "config.json").write_text("{broken")
-    _assert_one_line_error(
+    assert_one_line_error(
         run("--repo", sample_repo, "--issue", issue_file, "--model", bogus, "--retriever", "dense", "--index-dir", index_dir),
         "could not load embedding model",
     )
-    _assert_one_line_error(
+    assert_one_line_error(
         run("--repo", sample_repo, "--issue", issue_file, "--model", tmp_path / "missing-model", "--retriever", "hybrid",
             "--index-dir", index_dir),
         "model path does not exist",
@@ -116,7 +106,7 @@ def test_empty_repository(tmp_path, issue_file, index_dir):
     root = tmp_path / "empty"
     root.mkdir()
     git(root, "init", "-q")
-    _assert_one_line_error(run("--repo", root, "--issue", issue_file, "--retriever", "bm25", "--index-dir", index_dir),
+    assert_one_line_error(run("--repo", root, "--issue", issue_file, "--retriever", "bm25", "--index-dir", index_dir),
                            "no indexable source files")
 
 

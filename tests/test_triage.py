@@ -9,13 +9,11 @@ import subprocess
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from indexer.errors import IssueError
 from indexer.index import IndexConfig, repo_state_dir
 from localizer.api import LocalizeConfig
 from localizer.batch import triage_directory
-from localizer.cli import main
 from localizer.confidence import assess, flatness
 from localizer.hooks import install_hooks
 from localizer.owners import (
@@ -34,6 +32,7 @@ from localizer.refresh import HookConfig, read_hook_state
 from localizer.triage import Excerpt, IssueText, Suspect, TriageConfig, TriageReport, Triager, make_excerpt
 from localizer.triage_render import md_code, md_text, render_json, render_markdown, report_fingerprint
 
+from .cli_helpers import assert_one_line_error, run
 from .conftest import commit_all, git, make_git_repo, write_files
 from .sample_repo import SAMPLE_FILES
 from .test_localize import CART_ISSUE
@@ -42,15 +41,6 @@ NOW = 1_700_000_000
 DAY = 86400
 
 
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def _one_line_error(result, needle):
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.startswith("localize: error:")]
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
 
 
 # --------------------------------------------------------------------------- pure: confidence
@@ -284,11 +274,11 @@ def test_triage_bad_issue_input_gets_one_line_errors(history_repo, index_dir, tm
     empty.write_text("\n  \n")
     binary = tmp_path / "shot.md"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")
-    _one_line_error(_triage(history_repo, index_dir, "--issue", empty), "issue is empty")
-    _one_line_error(_triage(history_repo, index_dir, "--issue", binary), "looks binary")
-    _one_line_error(_triage(history_repo, index_dir, "--issue", tmp_path / "nope.md"), "does not exist")
-    _one_line_error(_triage(history_repo, index_dir, "--issue", "-", input="\0\0binary"), "binary")
-    _one_line_error(_triage(history_repo, index_dir, "--title", " ", "--body", ""), "issue is empty")
+    assert_one_line_error(_triage(history_repo, index_dir, "--issue", empty), "issue is empty")
+    assert_one_line_error(_triage(history_repo, index_dir, "--issue", binary), "looks binary")
+    assert_one_line_error(_triage(history_repo, index_dir, "--issue", tmp_path / "nope.md"), "does not exist")
+    assert_one_line_error(_triage(history_repo, index_dir, "--issue", "-", input="\0\0binary"), "binary")
+    assert_one_line_error(_triage(history_repo, index_dir, "--title", " ", "--body", ""), "issue is empty")
     usage = _triage(history_repo, index_dir, "--issue", empty, "--issues-dir", tmp_path)
     assert usage.exit_code == 2 and "exactly one of" in usage.stderr
     assert _triage(history_repo, index_dir).exit_code == 2
@@ -318,7 +308,7 @@ def test_repository_without_commits_ranks_staged_files(tmp_path, index_dir, issu
     nothing = tmp_path / "nothing"
     nothing.mkdir()
     git(nothing, "init", "-q")
-    _one_line_error(_triage(nothing, index_dir, "--issue", issue_file), "no indexable source files")
+    assert_one_line_error(_triage(nothing, index_dir, "--issue", issue_file), "no indexable source files")
 
 
 def test_detached_head_and_rebase_in_progress_are_noted(history_repo, index_dir, issue_file):
@@ -390,7 +380,7 @@ def test_issues_dir_writes_one_report_each_and_skips_up_to_date(history_repo, in
                      "--out-dir", tmp_path / "json")
     assert "2 written" in forced.stderr and json.loads((tmp_path / "json/0001-cart.triage.json").read_text())
     missing = _triage(history_repo, index_dir, "--issues-dir", tmp_path / "nope")
-    _one_line_error(missing, "issues directory does not exist")
+    assert_one_line_error(missing, "issues directory does not exist")
 
 
 def test_library_batch_and_triager_reuse_one_index(history_repo, index_dir, tmp_path):
