@@ -99,9 +99,13 @@ def read_issue(path: str | Path) -> str:
         raise IssueError(f"issue file does not exist: {path}")
     if path.is_dir():
         raise IssueError(f"issue path is a directory, not a file: {path}")
-    data = path.read_bytes()
+    return decode_issue(path.read_bytes(), f"issue file {path}")
+
+
+def decode_issue(data: bytes, source: str = "the issue") -> str:
+    """Issue bytes from a file or stdin as text; binary and empty input are clear errors."""
     if b"\0" in data[:8192]:
-        raise IssueError(f"issue file {path} looks binary, not text")
+        raise IssueError(f"{source} looks binary, not text")
     return validate_issue_text(data.decode("utf-8", errors="replace"))
 
 

@@ -14,7 +14,7 @@ from indexer.errors import LocalizerError
 from indexer.filters import DEFAULT_MAX_FILE_SIZE
 from indexer.index import IndexConfig, build_index, default_index_dir
 
-from .api import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig, Localizer, read_issue, validate_issue_text
+from .api import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig, Localizer, decode_issue, read_issue
 from .embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
 from .progress import stderr_progress
 from .retrievers import RETRIEVERS
@@ -25,6 +25,11 @@ log = logging.getLogger("localizer")
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="localize: %(message)s", stream=sys.stderr, force=True)
+    _quiet_libraries(level)
+
+
+def _quiet_libraries(level: int = logging.WARNING) -> None:
+    """Model and index libraries log chatty INFO lines and warn about tokenizer forks."""
     for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub", "faiss", "bm25s", "filelock"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -84,10 +89,7 @@ def _warn_unused_model(ctx: click.Context, retriever: str) -> None:
 
 def _read_issue_arg(issue: str) -> str:
     if issue == "-":
-        data = sys.stdin.buffer.read()
-        if b"\0" in data[:8192]:
-            raise LocalizerError("the issue on stdin looks binary, not text")
-        return validate_issue_text(data.decode("utf-8", errors="replace"))
+        return decode_issue(sys.stdin.buffer.read(), "the issue on stdin")
     return read_issue(issue)
 
 
@@ -326,20 +328,18 @@ def hook_run(repo, hook_name, wait_rebase, background, retriever, model, device,
             pass
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, force=True,
                         format=f"%(asctime)s {hook_name} [{repo}] %(levelname)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub", "faiss", "bm25s", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     config = _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir)
     if background:
         rotate_log(config.log_path())
     try:
         outcome = refresh_repo(repo, config, hook=hook_name, wait_rebase=wait_rebase)
     except LocalizerError as exc:
-        click.echo(f"{_time.strftime('%Y-%m-%dT%H:%M:%SZ', _time.gmtime())} {hook_name} [{repo}] error: {exc}")
-        sys.exit(1)
-    stamp = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())
-    click.echo(f"{stamp} {hook_name} [{repo}] {outcome.status}: {outcome.message}")
-    if outcome.status == "error":
+        status, message = "error", str(exc)
+    else:
+        status, message = outcome.status, outcome.message
+    click.echo(f"{_time.strftime('%Y-%m-%dT%H:%M:%SZ', _time.gmtime())} {hook_name} [{repo}] {status}: {message}")
+    if status == "error":
         sys.exit(1)
 
 

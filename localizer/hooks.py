@@ -36,7 +36,7 @@ from indexer.atomic import atomic_write_bytes
 from indexer.errors import LocalizerError, RepositoryError
 from indexer.index import repo_state_dir
 
-from .gitinfo import GIT_HOOK_ENV, read_repo_state
+from .gitinfo import GIT_HOOK_ENV, clean_git_env, read_repo_state
 from .refresh import HOOK_STATE_FILE, HookConfig, read_hook_state, read_json, resolve_root
 
 HOOK_NAMES = ("post-commit", "post-merge", "post-checkout", "post-rewrite")
@@ -208,7 +208,7 @@ def _write_hook(path: Path, data: bytes, mode: int) -> None:
 def hooks_dir_for(root: Path) -> Path:
     """Where git looks for hooks: honours ``core.hooksPath`` and linked worktrees."""
     result = subprocess.run(["git", "-C", str(root), "rev-parse", "--git-path", "hooks"],
-                            capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k not in GIT_HOOK_ENV})
+                            capture_output=True, text=True, env=clean_git_env())
     if result.returncode != 0:
         raise RepositoryError(f"cannot find the hooks directory of {root}: {result.stderr.strip()}")
     path = Path(result.stdout.strip())

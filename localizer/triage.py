@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.errors import IssueError, RepositoryError
+from indexer.errors import RepositoryError
 from indexer.index import Progress
 
 from .api import FunctionHit, LocalizeConfig, Localizer, validate_issue_text
@@ -56,10 +56,7 @@ class IssueText:
     @classmethod
     def from_parts(cls, title: str | None, body: str | None, source: str = "--title/--body") -> "IssueText":
         title, body = (title or "").strip(), (body or "").strip("\n")
-        if "\0" in title or "\0" in body:
-            raise IssueError("the issue looks like a binary file, not text")
-        if not title and not body.strip():
-            raise IssueError("the issue is empty: give its title and description")
+        validate_issue_text(f"{title}\n{body}")
         if not title:
             return cls.parse(body, source)
         return cls(title, body, source)
