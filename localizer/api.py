@@ -20,6 +20,7 @@ from indexer.index import IndexConfig, Progress, RepoIndex, build_index
 from .embedder import Embedder, EmbedderConfig
 from .query import IssueQuery, build_query
 from .ranking import final_scores, order
+from .rerank.reranker import ListwiseReranker, RerankConfig
 from .retrievers import RETRIEVERS, BM25Retriever, DenseRetriever, HybridRetriever, Retriever, Scores
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class LocalizeConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     top_k: int = 10
     mention_boost: float = 1.0  # 0 turns off boosting of files/functions the issue names
+    # LLM listwise reranking of the top functions; off until a trained model measurably helps.
+    rerank: RerankConfig | None = None
 
     def __post_init__(self) -> None:
         if self.retriever not in RETRIEVERS:
@@ -120,6 +123,7 @@ class Localizer:
         self._index: RepoIndex | None = None
         self._retriever: Retriever | None = None
         self._ranked_index: RepoIndex | None = None
+        self._reranker: ListwiseReranker | None = None
 
     @property
     def embedder(self) -> Embedder | None:
@@ -150,12 +154,19 @@ class Localizer:
             self._ranked_index = index
         return self._retriever
 
+    @property
+    def reranker(self) -> ListwiseReranker | None:
+        """The listwise reranker when ``config.rerank`` is set; its model loads on first use."""
+        if self._reranker is None and self.config.rerank is not None:
+            self._reranker = ListwiseReranker(self.config.rerank)
+        return self._reranker
+
     def localize(self, issue_text: str, top_k: int | None = None) -> LocalizationResult:
         started = time.perf_counter()
         query = build_query(validate_issue_text(issue_text))
         retriever = self.retriever()
         scores = retriever.score(query)
-        files, functions = self._rank(query, scores, top_k or self.config.top_k)
+        files, functions = self._rank(query, scores, top_k or self.config.top_k, issue_text)
         return LocalizationResult(
             files=files,
             functions=functions,
@@ -165,13 +176,24 @@ class Localizer:
             seconds=time.perf_counter() - started,
         )
 
-    def _rank(self, query: IssueQuery, scores: Scores, top_k: int) -> tuple[list[FileHit], list[FunctionHit]]:
+    def _rank(self, query: IssueQuery, scores: Scores, top_k: int,
+              issue_text: str = "") -> tuple[list[FileHit], list[FunctionHit]]:
         assert self._ranked_index is not None
         chunks = self._ranked_index.chunks
         file_scores, function_scores = final_scores(query, scores, chunks, self.config.mention_boost)
-        files = [FileHit(path, file_scores[path]) for path in order(file_scores)[:top_k]]
+        file_order, function_order = order(file_scores), order(function_scores)
+        if self.reranker is not None and function_order:
+            # Functions are reranked; files follow the reranked functions (localizer/rerank/localize.py).
+            from .rerank.localize import promote_files, rerank_function_rows, rescore_by_position
+
+            function_order, function_scores, _ = rerank_function_rows(
+                self.reranker, issue_text or query.text, function_order, chunks, function_scores)
+            head = function_order[: self.config.rerank.depth]
+            file_order = promote_files([chunks[row].path for row in head], file_order)
+            file_scores = rescore_by_position(file_order, file_scores)
+        files = [FileHit(path, file_scores[path]) for path in file_order[:top_k]]
         functions = []
-        for row in order(function_scores)[:top_k]:
+        for row in function_order[:top_k]:
             chunk = chunks[row]
             functions.append(
                 FunctionHit(chunk.path, chunk.name, chunk.kind, chunk.start_line, chunk.end_line, function_scores[row])

@@ -7,6 +7,7 @@ fresh offline machine can embed without a model hub.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from indexer.errors import ModelLoadError
+
+from .onnx_backend import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class EmbedderConfig:
     batch_size: int = 64
     max_seq_length: int | None = None
     trust_remote_code: bool | None = None  # None: only for models known to need it
+    backend: str = "torch"  # "onnx-int8": ~1.5x less CPU time, cosine 0.992 to fp32 (onnx_backend.py)
 
 
 def packaged_model_path() -> Path | None:
@@ -68,8 +72,34 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     if expanded.exists() or model.startswith((".", "/", "~")):
         if not expanded.exists():
             raise ModelLoadError(f"model path does not exist: {model}")
-        return str(expanded.resolve()), f"path:{expanded.resolve()}"
+        return str(expanded.resolve()), local_model_identity(expanded.resolve())
     return model, model
+
+
+def local_model_identity(path: Path) -> str:
+    """A local model is keyed by what is in it, not where it lies.
+
+    Retraining into the same directory must not reuse the old model's cached
+    embeddings, so the key covers every file's name, size and mtime (cheap even
+    for multi-GB weights). A compact delta (cornstack_train.compact) is keyed by
+    the sha256 its manifest records, so copies of one delta share a cache.
+    """
+    manifest = path / "delta.json"
+    if manifest.is_file():
+        try:
+            import json
+
+            digest = json.loads(manifest.read_text()).get("delta_sha256")
+        except (OSError, ValueError):
+            digest = None
+        if digest:
+            return f"delta:{digest}"
+    entries = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        stat = file.stat()
+        entries.append(f"{file.relative_to(path) if path.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    fingerprint = hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+    return f"path:{path.name}@{fingerprint}"
 
 
 def resolve_device(device: str) -> str:
@@ -90,6 +120,8 @@ class Embedder:
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         self.config = config or EmbedderConfig()
+        if self.config.backend not in BACKENDS:
+            raise ModelLoadError(f"unknown backend {self.config.backend!r}; choose one of {', '.join(BACKENDS)}")
         self.load_target, base_identity = resolve_model(self.config.model)
         known = KNOWN_PROMPTS.get(self.config.model or "", ("", ""))
         self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else known[0]
@@ -102,7 +134,17 @@ class Embedder:
         dim = get_dim()
         self.dim = int(dim or self._model.encode(["x"]).shape[1])
         self.max_seq_length = int(self._model.max_seq_length or 0)
-        self.identity = f"{base_identity}|doc={self.document_prompt}|len={self.max_seq_length}"
+        identity = f"{base_identity}|doc={self.document_prompt}|len={self.max_seq_length}"
+        # The torch identity stays as it was, so existing caches stay valid; other backends
+        # give (slightly) different vectors and must never share cache rows with it.
+        self.identity = identity if self.config.backend == "torch" else f"{identity}|backend={self.config.backend}"
+        self._onnx = None
+        if self.config.backend != "torch":
+            if self.device != "cpu":
+                raise ModelLoadError(f"the {self.config.backend} backend runs on CPU only; use --backend torch on {self.device}")
+            from .onnx_backend import OnnxEncoder
+
+            self._onnx = OnnxEncoder(self._model, identity, quantize=self.config.backend == "onnx-int8")
 
     def _load(self):
         trust = self.config.trust_remote_code
@@ -115,6 +157,11 @@ class Embedder:
 
             hf_logging.disable_progress_bar()
 
+            if (Path(self.load_target) / "delta.json").is_file():
+                # A compact delta over the packaged MiniLM (what cornstack-train ships).
+                from cornstack_train.compact import load_compact
+
+                return load_compact(self.load_target, device=self.device)
             return SentenceTransformer(self.load_target, device=self.device, trust_remote_code=trust)
         except ModelLoadError:
             raise
@@ -130,6 +177,8 @@ class Embedder:
         return self._model
 
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx.encode([prompt + t for t in texts] if prompt else list(texts), self.config.batch_size)
         vectors = self._model.encode(
             list(texts),
             prompt=prompt or None,

@@ -26,6 +26,10 @@ import click
 from indexer.errors import LocalizerError
 from indexer.index import IndexConfig, RepoIndex, build_index
 from localizer.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
+from localizer.onnx_backend import BACKENDS
+from localizer.rerank.models import DEFAULT_RERANKER
+from localizer.rerank.reranker import ListwiseReranker, RerankConfig
+from localizer.rerank.scorers import MODES as RERANK_MODES
 from localizer.query import build_query
 from localizer.ranking import final_scores, order
 from localizer.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
@@ -49,6 +53,7 @@ class System:
     retriever: str
     model: str | None
     boost: bool = True
+    rerank: bool = False  # the LLM listwise reranker reorders this retriever's top functions
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,15 @@ class HarnessConfig:
     limit: int | None = None
     index_dir: Path | None = None
     device: str = "auto"
+    backend: str = "torch"  # embedder runtime for dense/hybrid (localizer.onnx_backend)
     clone: bool = True
     extra: dict = field(default_factory=dict)
+    rerank: RerankConfig | None = None  # for systems with +rerank; None: RerankConfig()
 
 
 def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
-    """``bm25``, ``dense``, ``hybrid``; a ``:raw`` suffix turns off mention boosts.
+    """``bm25``, ``dense``, ``hybrid``; a ``:raw`` suffix turns off mention boosts; a ``+rerank``
+    suffix (``bm25+rerank``, ``hybrid:raw+rerank``) adds the LLM listwise reranker on top.
 
     ``bm25:plain`` is the vanilla baseline of the literature (raw text, plain
     word tokens, no boosts), kept to explain differences from reference numbers.
@@ -76,18 +84,22 @@ def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[Sys
     """
     systems: list[System] = []
     for spec in retrievers:
-        retriever, _, flag = spec.partition(":")
+        base, plus, stage = spec.partition("+")
+        if plus and stage != "rerank":
+            raise click.BadParameter(f"unknown stage {stage!r} in {spec!r} (only +rerank)")
+        rerank = bool(plus)
+        retriever, _, flag = base.partition(":")
         if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw", "plain") or (
             flag == "plain" and retriever != "bm25"
         ):
-            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, bm25:plain, dense, hybrid, optionally with :raw)")
+            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, bm25:plain, dense, hybrid, optionally with :raw, then optionally +rerank)")
         boost = flag == ""
         if retriever == "bm25":
-            systems.append(System(spec, "bm25-plain" if flag == "plain" else retriever, None, boost))
+            systems.append(System(spec, "bm25-plain" if flag == "plain" else retriever, None, boost, rerank))
             continue
         for model in models:
-            name = spec if len(models) == 1 else f"{spec}@{Path(model).name}"
-            systems.append(System(name, retriever, model, boost))
+            name = spec if len(models) == 1 else f"{base}@{Path(model).name}{plus}{stage}"
+            systems.append(System(name, retriever, model, boost, rerank))
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         raise click.BadParameter("the same retriever/model was given twice")
@@ -123,8 +135,9 @@ def _append(path: Path, record: dict) -> None:
 
 
 class Harness:
-    def __init__(self, config: HarnessConfig) -> None:
+    def __init__(self, config: HarnessConfig, reranker: ListwiseReranker | None = None) -> None:
         self.config = config
+        self._reranker = reranker  # built on first use from config.rerank; injectable for tests
         self._embedders: dict[str, Embedder] = {}
         self._readers: dict[Path, object] = {}
         self.timing: dict[str, float] = {}
@@ -132,8 +145,25 @@ class Harness:
 
     def embedder(self, model: str) -> Embedder:
         if model not in self._embedders:
-            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device))
+            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device, backend=self.config.backend))
         return self._embedders[model]
+
+    def reranker(self) -> ListwiseReranker:
+        if self._reranker is None:
+            self._reranker = ListwiseReranker(self.config.rerank or RerankConfig(device=self.config.device))
+        return self._reranker
+
+    def _rerank(self, instance: Instance, index: RepoIndex, rows: list[int], scores: dict[int, float],
+                files: list[str]) -> tuple[list[int], list[str]]:
+        """Functions reranked by the LLM; files follow them (as ``localize --rerank`` does)."""
+        from localizer.rerank.localize import promote_files, rerank_function_rows
+
+        started = time.perf_counter()
+        reranker = self.reranker()
+        rows, _, _ = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
+        files = promote_files([index.chunks[row].path for row in rows[: reranker.config.depth]], files)
+        self._add_time("rerank", time.perf_counter() - started)
+        return rows, files
 
     def blob_reader(self, repo_dir: Path):
         """One long-lived ``git cat-file`` reader per repository."""
@@ -185,7 +215,10 @@ class Harness:
             scores = retriever.score(plain_query(query) if system.retriever == "bm25-plain" else query)
             file_scores, function_scores = final_scores(query, scores, index.chunks, 1.0 if system.boost else 0.0)
             files = order(file_scores)
-            functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in order(function_scores)]
+            rows = order(function_scores)
+            if system.rerank:
+                rows, files = self._rerank(instance, index, rows, function_scores, files)
+            functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in rows]
             files_via_functions = files_from_functions(functions)
             seconds = time.perf_counter() - started
             self._add_time(f"query:{system.name}", seconds)
@@ -264,6 +297,8 @@ class Harness:
                 "encoded_fraction": _rate(self.cache["embedded_chunks"], self.cache["chunk_instances"]),
             },
             "systems": [asdict(s) for s in config.systems],
+            "rerank": asdict(config.rerank) if config.rerank else None,
+            "backend": config.backend,
             "data": config.data,
             "ids_file": str(config.ids_file) if config.ids_file else None,
             "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -298,22 +333,38 @@ def _stderr_console():
 @click.option("--ids", "ids_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Only these instance ids (one per line), e.g. the paper's 274.")
 @click.option("--retriever", "retrievers", multiple=True, default=("bm25",), show_default=True,
-              help="bm25, dense or hybrid; repeat to compare; add :raw to turn off mention boosts.")
+              help="bm25, dense or hybrid; repeat to compare; add :raw to turn off mention boosts, "
+                   "+rerank for the LLM reranker on top (e.g. bm25 and bm25+rerank side by side).")
 @click.option("--model", "models", multiple=True, default=(DEFAULT_MODEL,), show_default=True,
               help="Embedder for dense/hybrid; repeat to compare models.")
+@click.option("--reranker", "reranker_model", default=DEFAULT_RERANKER, show_default=True,
+              help="Causal LM for +rerank systems: packaged default, HF id, directory or .gguf.")
+@click.option("--reranker-adapter", default=None, metavar="DIR", help="peft LoRA adapter for the reranker.")
+@click.option("--rerank-depth", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--rerank-window", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--rerank-stride", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default="first-token", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N instances (a smoke run).")
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Index cache (default: the localize cache dir).")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+              help="Embedder runtime: torch, or onnx / onnx-int8 on CPU (localizer[onnx]).")
 @click.option("--no-clone", is_flag=True, help="Never try to clone a missing repository.")
 @click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
 @click.option("--verbose", "-v", count=True)
-def main(data, repos_dir, out, ids_file, retrievers, models, limit, index_dir, device, no_clone, report_only, verbose):
+def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, reranker_adapter, rerank_depth,
+         rerank_window, rerank_stride, rerank_mode, limit, index_dir, device, backend, no_clone, report_only, verbose):
     """Measure top-k localization accuracy on SWE-bench-Lite (CoRNStack protocol)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
     systems = parse_systems(retrievers, models)
+    if rerank_stride > rerank_window:
+        raise click.BadParameter("--rerank-stride must not exceed --rerank-window")
+    rerank = RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
+                          stride=rerank_stride, mode=rerank_mode, device=device)
     config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
-                           limit=limit, index_dir=index_dir, device=device, clone=not no_clone)
+                           limit=limit, index_dir=index_dir, device=device, backend=backend, clone=not no_clone,
+                           rerank=rerank if any(s.rerank for s in systems) else None)
     try:
         if report_only:
             metrics = write_reports(out, [s.name for s in systems], None, _protocol_ids(config))

@@ -1,0 +1,352 @@
+"""Text cleaning, quality rules and de-duplication for mined (query, code) pairs.
+
+CoRNStack (sec. 3.1) keeps a docstring-code pair only when the docstring is
+English, long enough to say something, free of URLs, HTML and invalid
+characters, and not auto-generated boilerplate; then it removes exact and
+near-duplicate code so that one popular snippet copied across a thousand repos
+does not dominate the contrastive batches. Everything here is pure: strings in,
+verdicts out, so every rule is unit-tested without a repository or a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import textwrap
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+# ------------------------------------------------------------- docstrings
+
+_PY_STRING = re.compile(r'^[rRuUbBfF]{0,2}("""|\'\'\'|"|\')(.*)\1$', re.S)
+_BLOCK_OPEN = re.compile(r"^\s*/\*\*?!?")
+_BLOCK_CLOSE = re.compile(r"\*/\s*$")
+_LINE_PREFIX = re.compile(r"^\s*(///?|#+|\*(?!/))\s?")
+# Tag sections of Javadoc / JSDoc / PHPDoc / YARD: parameter lists and types,
+# not a description of what the code does.
+_DOC_TAG = re.compile(r"^\s*@(param|return|returns|throws|exception|var|type|typedef|see|since|author|version|"
+                      r"deprecated|example|api|access|package|internal|link|inheritdoc|override|yield|yields|"
+                      r"raise|raises|option|note|todo|private|public|protected|static|abstract|async|"
+                      r"template|psalm-|phpstan-|covers|group|dataProvider|memberof|function|method|"
+                      r"class|module|namespace|property|prop|extends|implements|callback|fires|emits|"
+                      r"default|readonly|overload|generated|noinspection|suppress)", re.I)
+
+
+_INLINE_TAG = re.compile(r"\{@(code|literal|link|linkplain|value)\s+([^{}]*)\}")
+_FORMAT_HTML = re.compile(r"</?(p|br|code|tt|b|i|em|strong|pre|ul|ol|li|blockquote|dl|dt|dd|h[1-6]|sup|sub|hr|"
+                          r"span|div|u|s|small|var|kbd|samp|cite)\s*/?>", re.I)
+
+
+def _inline_tag_text(match: re.Match[str]) -> str:
+    tag, body = match.group(1), match.group(2).strip()
+    if tag in ("link", "linkplain"):
+        target, _, label = body.partition(" ")
+        return label.strip() or target.lstrip("#").replace("#", ".")
+    return body
+
+
+def strip_inline_markup(text: str) -> str:
+    """Javadoc-style markup reduced to its text: ``{@code x}`` → ``x``, ``<p>``/``<code>`` tags removed.
+
+    Formatting tags carry no meaning an issue would share, and in Java nearly
+    every docstring has them, so they are removed rather than the pair
+    dropped; links, images and tables remain and the ``html`` rule judges them.
+    """
+    text = _INLINE_TAG.sub(_inline_tag_text, text)
+    text = _FORMAT_HTML.sub("", text)
+    return html.unescape(text)
+
+
+def docstring_text(raw: str, language: str) -> str:
+    """The prose of a docstring or comment block: quotes, comment markers and tag sections removed.
+
+    Python docstrings lose their quotes and common indentation; comment blocks
+    lose ``//``, ``#``, ``/** */`` and leading ``*``. Everything from the first
+    ``@param``-like tag on is dropped: the description is the query, the tag
+    list mostly repeats the signature.
+    """
+    text = raw.strip()
+    if language == "python":
+        match = _PY_STRING.match(text)
+        if match:
+            text = match.group(2)
+        lines = text.expandtabs().split("\n")
+        text = lines[0].strip() + "\n" + textwrap.dedent("\n".join(lines[1:])) if len(lines) > 1 else lines[0]
+    else:
+        lines = []
+        for line in text.split("\n"):
+            line = _BLOCK_CLOSE.sub("", _BLOCK_OPEN.sub("", line))
+            line = _LINE_PREFIX.sub("", line, count=1)
+            if language == "ruby" and line.strip() in ("=begin", "=end"):
+                continue
+            lines.append(line.rstrip())
+        kept = []
+        for line in lines:
+            if _DOC_TAG.match(line):
+                break
+            kept.append(line)
+        text = strip_inline_markup(textwrap.dedent("\n".join(kept)))
+    out = [line.rstrip() for line in text.strip().split("\n")]
+    # Collapse runs of blank lines; keep paragraph breaks.
+    collapsed: list[str] = []
+    for line in out:
+        if not line and collapsed and not collapsed[-1]:
+            continue
+        collapsed.append(line)
+    return "\n".join(collapsed).strip()
+
+
+# ---------------------------------------------------------- quality rules
+
+_URL = re.compile(r"(https?://|ftp://|www\.)\S+", re.I)
+_HTML = re.compile(r"</?(a|p|br|div|span|img|table|tr|td|th|ul|ol|li|pre|code|b|i|em|strong|h[1-6]|html|body|"
+                   r"head|script|style|font|center|tt|dl|dt|dd|blockquote|sup|sub|hr)\b[^>]*>", re.I)
+_HTML_ENTITY = re.compile(r"&(nbsp|lt|gt|amp|quot|#\d+|#x[0-9a-f]+);", re.I)
+_BOILERPLATE = re.compile(
+    r"(auto[- ]?generated|generated by|do not edit|created by (phpstorm|intellij|netbeans|eclipse)|"
+    r"\{@inheritdoc\}|@inheritdoc|^\s*inheritdoc\s*$|^\s*(todo|fixme|xxx)\b|"
+    r"^\s*(constructor|default constructor|destructor|getter|setter|main method|"
+    r"method description|description|insert description here|summary|no description)\.?\s*$|"
+    r"^\s*(gets|sets|returns) the value of the \w+ property|"
+    r"^\s*(this|the) (method|function) (is|was) (auto|automatically) |"
+    r"^\s*@?(deprecated)\b|^\s*(nolint|noqa|pylint:|eslint|istanbul|type:\s*ignore|nosec|noinspection|rubocop:|frozen_string_literal|phpcs:|@codecoverageignore|go:generate|\+build|go:build|prettier-ignore|ts-ignore|@ts-)|"
+    r"^\s*(test|tests) (for|of)? ?\w*\.?\s*$|^\s*-+\s*$|^\s*=+\s*$|lorem ipsum|"
+    r"copyright \(c\)|copyright \d{4}|licensed under|spdx-license|all rights reserved)",
+    re.I | re.M,
+)
+_WORD = re.compile(r"[A-Za-z]+")
+_ENGLISH = frozenset(
+    "the a an of to in is are be for on with by as that this it its if or and not from at which when "
+    "return returns get gets set sets given into each all any no new should will can may must use used "
+    "uses using whether then than only".split()
+)
+_OTHER_LANGS = frozenset(
+    "der die das und ist nicht ein eine mit für von zu den dem des wird werden "  # German
+    "el la los las que del por para con una como según "  # Spanish
+    "le les des est une pour dans avec sur qui sont "  # French
+    "o os do da dos das um uma em não com para é "  # Portuguese
+    "il che di della per con una sono non".split()  # Italian
+)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Thresholds of the quality rules; the defaults follow CoRNStack's spirit at function level."""
+
+    min_query_words: int = 3
+    min_query_chars: int = 15
+    max_query_chars: int = 2000
+    min_code_lines: int = 3  # non-blank lines, signature included
+    max_code_chars: int = 12000
+    max_invalid_ratio: float = 0.01
+
+
+def _invalid_ratio(text: str) -> float:
+    """Share of characters that are replacement marks, control codes or private-use code points."""
+    if not text:
+        return 0.0
+    bad = 0
+    for ch in text:
+        if ch == "\ufffd":
+            bad += 1
+            continue
+        cat = unicodedata.category(ch)
+        if (cat == "Cc" and ch not in "\n\t\r") or cat in ("Co", "Cs", "Cn"):
+            bad += 1
+    return bad / len(text)
+
+
+def is_english(text: str) -> bool:
+    """A cheap language check for short technical prose (no model: it runs on every pair).
+
+    Non-Latin scripts (CJK, Cyrillic...) above a fifth of the letters mean
+    not English. Among Latin-script text, a docstring with more German /
+    Spanish / French / Portuguese / Italian function words than English ones is
+    not English either. Short identifier-like docstrings pass: they carry no
+    evidence either way, and the length rule judges them.
+    """
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return True
+    non_latin = sum(1 for ch in letters if ord(ch) > 0x24F)
+    if non_latin / len(letters) > 0.2:
+        return False
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
+    english = sum(1 for w in words if w in _ENGLISH)
+    other = sum(1 for w in words if w in _OTHER_LANGS and w not in _ENGLISH)
+    if other >= 2 and other > english:
+        return False
+    return True
+
+
+def query_issue(query: str, config: QualityConfig = QualityConfig()) -> str | None:
+    """Why a query (docstring or commit message) is unusable, or None when it is fine."""
+    stripped = query.strip()
+    if _invalid_ratio(stripped) > config.max_invalid_ratio:
+        return "invalid_chars"
+    if not is_english(stripped):
+        return "non_english"
+    if len(stripped) < config.min_query_chars or len(_WORD.findall(stripped)) < config.min_query_words:
+        return "query_too_short"
+    if len(stripped) > config.max_query_chars:
+        return "query_too_long"
+    if _URL.search(stripped):
+        return "url"
+    if _HTML.search(stripped) or _HTML_ENTITY.search(stripped):
+        return "html"
+    if _BOILERPLATE.search(stripped):
+        return "boilerplate"
+    return None
+
+
+def code_issue(code: str, config: QualityConfig = QualityConfig()) -> str | None:
+    """Why a code positive is unusable (too short to be worth retrieving, too long, garbled)."""
+    lines = [line for line in code.split("\n") if line.strip()]
+    if len(lines) < config.min_code_lines:
+        return "code_too_short"
+    if len(code) > config.max_code_chars:
+        return "code_too_long"
+    if _invalid_ratio(code) > config.max_invalid_ratio:
+        return "invalid_chars"
+    return None
+
+
+def pair_issue(query: str, code: str, config: QualityConfig = QualityConfig()) -> str | None:
+    """The first rule a pair breaks, query rules first; None for a clean pair."""
+    return query_issue(query, config) or code_issue(code, config)
+
+
+# ---------------------------------------------------------- normalization
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_code(code: str) -> str:
+    """Whitespace-insensitive form of code, for exact-duplicate and benchmark-overlap hashing."""
+    return _WS.sub(" ", code).strip()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def code_hash(code: str) -> str:
+    return text_hash(normalize_code(code))
+
+
+# -------------------------------------------------------------- de-dup
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S")
+
+
+def shingles(code: str, size: int = 5) -> set[int]:
+    """Hashed token n-grams of code: the set whose Jaccard similarity near-dup detection estimates."""
+    tokens = _TOKEN.findall(code)
+    if len(tokens) < size:
+        grams = [" ".join(tokens)] if tokens else []
+    else:
+        grams = [" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
+    return {int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little") for g in grams}
+
+
+@dataclass(frozen=True)
+class MinHasher:
+    """MinHash signatures with ``bands * rows`` universal hash permutations (deterministic by seed)."""
+
+    num_perm: int = 128
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        # Multiply-shift hashing: ((a * x + b) mod 2**64) >> 32 with odd a. The
+        # wrap-around is what makes each function a different ordering of the
+        # shingles (a linear map without it is monotone: every min is the same).
+        a = rng.integers(0, np.iinfo(np.uint64).max, self.num_perm, dtype=np.uint64, endpoint=True) | np.uint64(1)
+        b = rng.integers(0, np.iinfo(np.uint64).max, self.num_perm, dtype=np.uint64, endpoint=True)
+        object.__setattr__(self, "_a", a)
+        object.__setattr__(self, "_b", b)
+
+    def signature(self, shingle_set: Iterable[int]) -> np.ndarray:
+        values = np.fromiter(shingle_set, dtype=np.uint64)
+        if values.size == 0:
+            return np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            hashed = (values[:, None] * self._a[None, :] + self._b[None, :]) >> np.uint64(32)  # type: ignore[attr-defined]
+        return hashed.min(axis=0)
+
+
+def near_duplicates(
+    codes: Sequence[str], threshold: float = 0.8, bands: int = 16, rows: int = 8, seed: int = 1
+) -> list[int]:
+    """Indices of codes that near-duplicate an earlier code (estimated Jaccard of shingles >= threshold).
+
+    MinHash-LSH: candidates share one band of their signature; a candidate is
+    confirmed on the full signature. Earlier codes win, so the caller decides
+    which copy survives by the order it passes. 16 bands of 8 rows put the
+    LSH's 50% point near Jaccard 0.7, below the 0.8 default, so few true
+    near-duplicates escape the banding.
+    """
+    hasher = MinHasher(num_perm=bands * rows, seed=seed)
+    signatures = [hasher.signature(shingles(c)) for c in codes]
+    buckets: list[dict[bytes, list[int]]] = [dict() for _ in range(bands)]
+    dropped: list[int] = []
+    kept: set[int] = set()
+    for i, sig in enumerate(signatures):
+        keys = [sig[b * rows : (b + 1) * rows].tobytes() for b in range(bands)]
+        candidates: set[int] = set()
+        for b, key in enumerate(keys):
+            candidates.update(buckets[b].get(key, ()))
+        duplicate = any(float(np.mean(signatures[j] == sig)) >= threshold for j in candidates if j in kept)
+        if duplicate:
+            dropped.append(i)
+            continue
+        kept.add(i)
+        for b, key in enumerate(keys):
+            buckets[b].setdefault(key, []).append(i)
+    return dropped
+
+
+@dataclass
+class DedupResult:
+    keep: list[int]
+    exact: int
+    near: int
+
+
+def deduplicate(queries: Sequence[str], codes: Sequence[str], near_threshold: float | None = 0.8) -> DedupResult:
+    """Drop exact duplicates (same normalized query and code), then near-duplicate codes.
+
+    A code repeated with different queries (a function two commits touched)
+    stays once per distinct query; near-duplicate detection runs on the codes
+    of what survives and keeps the first copy. ``near_threshold=None`` turns
+    it off.
+    """
+    seen: set[tuple[str, str]] = set()
+    first: list[int] = []
+    exact = 0
+    for i, (q, c) in enumerate(zip(queries, codes)):
+        key = (text_hash(_WS.sub(" ", q).strip().lower()), code_hash(c))
+        if key in seen:
+            exact += 1
+            continue
+        seen.add(key)
+        first.append(i)
+    if near_threshold is None:
+        return DedupResult(first, exact, 0)
+    # Near-dup is about code copies: one representative per distinct code.
+    by_code: dict[str, int] = {}
+    reps: list[int] = []
+    for i in first:
+        h = code_hash(codes[i])
+        if h not in by_code:
+            by_code[h] = len(reps)
+            reps.append(i)
+    dropped_reps = set(near_duplicates([codes[i] for i in reps], threshold=near_threshold))
+    dropped_codes = {code_hash(codes[reps[r]]) for r in dropped_reps}
+    keep = [i for i in first if code_hash(codes[i]) not in dropped_codes]
+    return DedupResult(keep, exact, len(first) - len(keep))

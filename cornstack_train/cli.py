@@ -1,0 +1,44 @@
+"""``cornstack-train``: one command per stage of the CoRNStack recipe.
+
+The stages hand each other ``datasets`` directories (records.py), so they can
+be run, resumed and inspected one at a time:
+
+    cornstack-train mine SOURCES... --out data/mined
+    cornstack-train filter data/mined --out data/filtered
+    cornstack-train negatives data/filtered --out data/negatives
+    cornstack-train train data/negatives --out models/embedder
+    cornstack-train eval data/negatives --model default --model models/embedder
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .stages_data import filter_command, mine_command, negatives_command
+from .stages_train import eval_command, harness_command, train_command
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--verbose", "-v", count=True, help="More log output on stderr.")
+@click.version_option(package_name="localizer", prog_name="cornstack-train")
+def main(verbose: int) -> None:
+    """Mine, filter and train the embedder (and reranker) that ``localize`` uses.
+
+    See docs/training.md for the whole pipeline and the command that
+    reproduces the shipped model.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+                        stream=sys.stderr, format="cornstack-train: %(message)s")
+
+
+for _command in (mine_command, filter_command, negatives_command, train_command, eval_command, harness_command):
+    main.add_command(_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

