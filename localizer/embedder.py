@@ -43,7 +43,7 @@ class EmbedderConfig:
     batch_size: int = 64
     max_seq_length: int | None = None
     trust_remote_code: bool | None = None  # None: only for models known to need it
-    backend: str = "torch"  # "onnx-int8": ~1.5x less CPU time, cosine 0.992 to fp32 (onnx_backend.py)
+    backend: str = "torch"  # "onnx-int8": ~1.2x less CPU time, cosine 0.992 to fp32 (onnx_backend.py)
 
 
 def packaged_model_path() -> Path | None:

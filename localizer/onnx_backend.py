@@ -7,7 +7,7 @@ stack. The graph here is the same one optimum exports (the bare transformer's
 mean/CLS-pooled BERT-like model works.
 
 Measured on this project's 2-core AVX2 CPU (benchmarks/RESULTS.md): dynamic
-int8 with per-channel weight scales costs about 0.66x the CPU time of torch
+int8 with per-channel weight scales costs about 0.82x the CPU time of torch
 fp32 and keeps cosine 0.992 to the fp32 vectors; per-tensor scales are a
 little faster but drift to cosine 0.93, so they are not offered. Plain ONNX
 fp32 was no faster than torch here, but is kept for machines where it is.
