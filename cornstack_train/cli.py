@@ -7,7 +7,10 @@ be run, resumed and inspected one at a time:
     cornstack-train filter data/mined --out data/filtered
     cornstack-train negatives data/filtered --out data/negatives
     cornstack-train train data/negatives --out models/embedder
-    cornstack-train eval data/negatives --model default --model models/embedder
+    cornstack-train eval data/negatives -o eval/ --model base --model trained=models/embedder
+    cornstack-train teacher-rank data/negatives --out data/rerank
+    cornstack-train train-reranker data/rerank --out models/reranker
+    cornstack-train eval-reranker data/negatives --out eval/rerank --adapter trained=models/reranker/adapter
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import click
 
 from .stages_data import filter_command, mine_command, negatives_command
+from .stages_rerank import eval_reranker_command, teacher_rank_command, train_reranker_command
 from .stages_train import eval_command, harness_command, train_command
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -36,7 +40,8 @@ def main(verbose: int) -> None:
                         stream=sys.stderr, format="cornstack-train: %(message)s")
 
 
-for _command in (mine_command, filter_command, negatives_command, train_command, eval_command, harness_command):
+for _command in (mine_command, filter_command, negatives_command, train_command, eval_command, harness_command,
+                 teacher_rank_command, train_reranker_command, eval_reranker_command):
     main.add_command(_command)
 
 

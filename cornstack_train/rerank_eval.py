@@ -1,0 +1,162 @@
+"""Stage ``eval-reranker``: the retriever alone, the zero-shot LLM and the trained reranker, side by side.
+
+Held-out set: docstring pairs from the repositories ``splits.RepoSplit`` holds out (the ones
+``teacher-rank`` excluded from training). Each query's candidate list is its positive plus its
+hardest negatives in first-stage order (``rerank_data.first_stage_window``: negatives by
+embedder score, the positive at its ``filter_rank``). Every system reorders that same list;
+MRR@10, Recall@1 and the mean rank of the positive are reported as JSON and a markdown table.
+
+Systems are named ``retriever`` (the first-stage order), and any number of LLM rerankers
+(``NAME`` -> a ``RerankConfig``, e.g. ``zero-shot`` with no adapter, ``trained`` with one).
+Each system's per-query ranks are stored in ``out/ranks/NAME.jsonl`` as they are computed,
+so an interrupted or extended run only computes what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .evaluation import mrr_at_k, recall_at_k
+from .rerank_data import Window, first_stage_window
+from .splits import RepoSplit
+
+log = logging.getLogger("cornstack_train.rerank_eval")
+
+RETRIEVER = "retriever"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    depth: int = 10
+    max_queries: int | None = 40
+    kinds: tuple[str, ...] = ("docstring",)
+    seed: int = 0
+    shuffle: bool = False  # show candidates in a random order: measures the reranker free of the retriever's order
+
+
+def shuffled(window: Window, rng: random.Random) -> Window:
+    """``window`` with its candidates in a random order (ids, scores and the positive follow)."""
+    perm = list(range(len(window.candidates)))
+    rng.shuffle(perm)
+    return replace(window, candidates=[window.candidates[i] for i in perm],
+                   candidate_ids=[window.candidate_ids[i] for i in perm], scores=[window.scores[i] for i in perm],
+                   positive_index=perm.index(window.positive_index))
+
+
+def heldout_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[Window]:
+    """Held-out windows of the wanted kinds: a seeded sample of ``max_queries`` (growing the sample keeps
+    the queries already evaluated, so their stored ranks are reused)."""
+    by_id = {r["id"]: r for r in rows}
+    picked = [r for r in rows if r["kind"] in config.kinds and split.is_heldout(r["repo"])]
+    picked.sort(key=lambda r: r["id"])
+    random.Random(config.seed).shuffle(picked)  # a sample of k is a prefix of a sample of k + 1
+    if config.max_queries is not None:
+        picked = picked[: config.max_queries]
+    windows = [w for w in (first_stage_window(r, by_id, config.depth) for r in picked) if w is not None]
+    if config.shuffle:
+        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) for w in windows]
+    return windows
+
+
+def positive_rank(order: Sequence[int], positive_index: int) -> int:
+    """1-based rank of the positive in a best-first order of window positions."""
+    return list(order).index(positive_index) + 1
+
+
+def metrics(ranks: Sequence[int]) -> dict[str, float]:
+    return {"mrr@10": round(mrr_at_k(ranks, 10), 4), "recall@1": round(recall_at_k(ranks, 1), 4),
+            "mean_rank": round(sum(ranks) / len(ranks), 3) if ranks else 0.0, "queries": len(ranks)}
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    lines = ["| system | MRR@10 | Recall@1 | mean rank | queries |", "|---|---:|---:|---:|---:|"]
+    for name, m in results.items():
+        lines.append(f"| {name} | {m['mrr@10']:.4f} | {m['recall@1']:.4f} | {m['mean_rank']:.2f} | {m['queries']} |")
+    return "\n".join(lines) + "\n"
+
+
+Ranker = Callable[[Sequence[Window]], list[list[int]]]
+
+
+def reranker_ranker(reranker) -> Ranker:
+    """A ``localizer.rerank.ListwiseReranker`` as a function of windows (first-stage order in, order out)."""
+    from localizer.rerank import Candidate
+
+    def rank(windows: Sequence[Window]) -> list[list[int]]:
+        lists = [[Candidate(docid=str(i), text=t, score=float(w.scores[i])) for i, t in enumerate(w.candidates)]
+                 for w in windows]
+        results = reranker.rerank_batch([w.query for w in windows], lists)
+        return [[int(c.docid) for c in r.candidates] for r in results]
+
+    return rank
+
+
+def _read_ranks(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    done = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            done[row["id"]] = int(row["rank"])
+        except (ValueError, KeyError):
+            continue  # a line cut by an interruption: recompute it
+    return done
+
+
+def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, out: Path,
+                 batch_size: int = 1, progress: Callable[[str, int, int], None] | None = None) -> list[int]:
+    """Ranks of the positive for one system; cached per query in ``out/ranks/NAME.jsonl``."""
+    path = out / "ranks" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _read_ranks(path)
+    todo = [w for w in windows if w.id not in done]
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        started = time.perf_counter()
+        orders = [list(range(len(w.candidates))) for w in chunk] if ranker is None else ranker(chunk)
+        seconds = (time.perf_counter() - started) / len(chunk)
+        with path.open("a") as handle:
+            for w, order in zip(chunk, orders):
+                done[w.id] = positive_rank(order, w.positive_index)
+                handle.write(json.dumps({"id": w.id, "rank": done[w.id], "order": list(order),
+                                         "seconds": round(seconds, 2)}) + "\n")
+        if progress:
+            progress(name, sum(w.id in done for w in windows), len(windows))
+    return [done[w.id] for w in windows]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str, Ranker | None], split: RepoSplit,
+             config: EvalConfig, batch_size: int = 1, described: dict[str, Any] | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Run every system (``None`` = the retriever's own order) on the held-out windows; write
+    ``metrics.json`` and ``metrics.md`` in ``out`` and return the report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    windows = heldout_windows(rows, split, config)
+    if not windows:
+        raise ValueError("no held-out windows: raise --heldout-fraction or name repositories with --heldout-repo")
+    results = {name: metrics(system_ranks(name, windows, ranker, out, batch_size, progress))
+               for name, ranker in systems.items()}
+    report = {"results": results, "config": asdict(config), "split": split.describe(),
+              "repos": sorted({w.meta.get("repo", "") for w in windows}),
+              "positive_first_stage_rank": metrics([w.positive_index + 1 for w in windows]),
+              "systems": described or {}}
+    _write_atomic(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    _write_atomic(out / "metrics.md", markdown_table(results))
+    return report
