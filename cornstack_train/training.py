@@ -300,6 +300,8 @@ def load_model(model: str | None, device: str, max_seq_length: int | None):
     else:
         target, _ = resolve_model(model)
         st = SentenceTransformer(target, device=device)
+    # Truncating for training is a cost knob; the exported model reads as far as its base did.
+    st.base_max_seq_length = st.max_seq_length
     if max_seq_length:
         st.max_seq_length = max_seq_length
     return st
@@ -572,6 +574,7 @@ def export(model, config: TrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
     if config.lora:
         merge_lora(model)
     model = model.to("cpu").float()
+    model.max_seq_length = getattr(model, "base_max_seq_length", None) or model.max_seq_length
     out = Path(config.out)
     info: dict[str, Any] = {}
     tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=out))

@@ -116,8 +116,9 @@ def test_few_steps_lower_the_loss_and_export_loads(workspace):
     rows = [r for r in corpus_rows(64) if r["repo"] != "org/repo3"][:16]
     queries, positives = [r["query"] for r in rows], [r["positive"] for r in rows]
     before = infonce(SentenceTransformer(str(workspace["model"]), device="cpu"), queries, positives)
-    stats = train(config(workspace, "run-learn", max_steps=12, lr=5e-3))
+    stats = train(config(workspace, "run-learn", max_steps=12, lr=5e-3, max_seq_length=32))
     exported = SentenceTransformer(stats["export"]["model_dir"], device="cpu")
+    assert exported.max_seq_length == 48, "training truncation must not shrink what the shipped model reads"
     after = infonce(exported, queries, positives)
     assert after < before - 0.05, (before, after)
     losses = [entry["loss"] for entry in stats["log"]]
