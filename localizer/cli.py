@@ -71,7 +71,8 @@ def _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, m
     return LocalizeConfig(
         rev=rev,
         retriever=retriever,
-        embedder=EmbedderConfig(model=model, device=device, query_prompt=query_prompt, backend=backend),
+        embedder=EmbedderConfig(model=model, device=device, query_prompt=query_prompt, backend=backend,
+                                artifact_dir=index_dir, persist_artifacts=not no_cache),
         index=IndexConfig(max_file_size=max_file_size, index_dir=index_dir, use_cache=not no_cache,
                           include_tests=include_tests),
         top_k=top_k,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -44,6 +45,10 @@ class EmbedderConfig:
     max_seq_length: int | None = None
     trust_remote_code: bool | None = None  # None: only for models known to need it
     backend: str = "torch"  # "onnx-int8": ~1.2x less CPU time, cosine 0.992 to fp32 (onnx_backend.py)
+    # Where derived model files (the ONNX export) are kept: None is the default cache dir;
+    # persist_artifacts=False keeps them in a temp dir removed with the embedder (--no-cache).
+    artifact_dir: Path | None = None
+    persist_artifacts: bool = True
 
 
 def packaged_model_path() -> Path | None:
@@ -144,7 +149,9 @@ class Embedder:
                 raise ModelLoadError(f"the {self.config.backend} backend runs on CPU only; use --backend torch on {self.device}")
             from .onnx_backend import OnnxEncoder
 
-            self._onnx = OnnxEncoder(self._model, identity, quantize=self.config.backend == "onnx-int8")
+            self._artifacts = None if self.config.persist_artifacts else tempfile.TemporaryDirectory(prefix="localizer-onnx-")
+            root = Path(self._artifacts.name) if self._artifacts else self.config.artifact_dir
+            self._onnx = OnnxEncoder(self._model, identity, quantize=self.config.backend == "onnx-int8", cache_root=root)
 
     def _load(self):
         trust = self.config.trust_remote_code

@@ -90,3 +90,14 @@ def test_unknown_backend_is_a_clear_error():
 
     with pytest.raises(ModelLoadError, match="unknown backend"):
         Embedder(EmbedderConfig(backend="tensorrt"))
+
+
+def test_export_goes_where_the_index_goes_and_nowhere_with_no_cache(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    Embedder(EmbedderConfig(model=str(tiny_model_dir), device="cpu", backend="onnx", artifact_dir=tmp_path / "index"))
+    assert list((tmp_path / "index" / "onnx").glob("*/model.onnx"))
+
+    embedder = Embedder(EmbedderConfig(model=str(tiny_model_dir), device="cpu", backend="onnx-int8",
+                                       persist_artifacts=False))
+    assert embedder.encode_documents(TEXTS[:2]).shape[0] == 2
+    assert not (tmp_path / "xdg").exists(), "--no-cache must not write an export into the user cache"

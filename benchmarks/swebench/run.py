@@ -145,7 +145,8 @@ class Harness:
 
     def embedder(self, model: str) -> Embedder:
         if model not in self._embedders:
-            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device, backend=self.config.backend))
+            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device, backend=self.config.backend,
+                                                             artifact_dir=self.config.index_dir))
         return self._embedders[model]
 
     def reranker(self) -> ListwiseReranker:
