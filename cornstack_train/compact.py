@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from indexer.atomic import atomic_replace_dir
 
 DELTA_FILE = "delta.safetensors"
 MANIFEST_FILE = "delta.json"
@@ -115,20 +114,14 @@ def write_compact(model, out_dir: str | Path, base: str | Path | None = None, ca
         "parameters": int(sum(t.numel() for t in delta.values())),
         "max_seq_length": int(model.max_seq_length or 0),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    def write(tmp: Path) -> None:
         save_file(delta, str(tmp / DELTA_FILE), metadata={"format": FORMAT})
         manifest["delta_sha256"] = sha256_file(tmp / DELTA_FILE)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if card:
             (tmp / "README.md").write_text(card)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_replace_dir(out, write)
     return out
 
 

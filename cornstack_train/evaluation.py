@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from indexer.atomic import atomic_write_text
 from .compact import is_compact_dir, load_compact, sha256_tree
 from .records import DATA_DIR, StageError, load_stage
 from .splits import RepoSplit
@@ -232,8 +233,8 @@ def evaluate(config: EvalConfig, encoders: dict[str, Any] | None = None) -> dict
         "results": results,
     }
     out = Path(config.out)
-    _atomic_write(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-    _atomic_write(out / "metrics.md", markdown_table(report))
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "metrics.md", markdown_table(report))
     return report
 
 
@@ -256,13 +257,6 @@ def markdown_table(report: dict[str, Any]) -> str:
             cells = [f"{metrics['by_language'].get(lang, {}).get('mrr@10', float('nan')):.4f}" for lang in languages]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- SWE-bench harness

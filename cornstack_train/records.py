@@ -21,11 +21,10 @@ Columns shared by the stages (a later stage keeps the earlier columns):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from indexer.atomic import atomic_replace_dir
 
 PAIR_COLUMNS = ("id", "query", "positive", "kind", "language", "repo", "path", "name", "source")
 FILTER_COLUMNS = ("filter_score", "filter_rank")
@@ -49,22 +48,11 @@ def save_stage(dataset: Any, out_dir: str | Path, stats: dict[str, Any], overwri
     if out.exists():
         if not overwrite:
             raise StageError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    def write(tmp: Path) -> None:
         dataset.save_to_disk(str(tmp / DATA_DIR))
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2, sort_keys=True, default=str) + "\n")
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_replace_dir(out, write)
     return out
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from indexer.atomic import atomic_write_text
 from .evaluation import mrr_at_k, recall_at_k
 from .rerank_data import Window, first_stage_window
 from .splits import RepoSplit
@@ -134,13 +133,6 @@ def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, ou
     return [done[w.id] for w in windows]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str, Ranker | None], split: RepoSplit,
              config: EvalConfig, batch_size: int = 1, described: dict[str, Any] | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -157,6 +149,6 @@ def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str,
               "repos": sorted({w.meta.get("repo", "") for w in windows}),
               "positive_first_stage_rank": metrics([w.positive_index + 1 for w in windows]),
               "systems": described or {}}
-    _write_atomic(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-    _write_atomic(out / "metrics.md", markdown_table(results))
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "metrics.md", markdown_table(results))
     return report

@@ -18,15 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from indexer.atomic import atomic_replace_dir, atomic_write_text
 from localizer.rerank.prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
 from localizer.rerank.reranker import RerankConfig
 
@@ -196,32 +195,6 @@ def add_lora(model, config: TrainConfig):
     return model
 
 
-def _atomic_dir(target: Path, write: Callable[[Path], None]) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        write(tmp)
-        if target.exists():
-            trash = target.with_name(f".{target.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(target, trash)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def latest_checkpoint(out: Path) -> Path | None:
     found = sorted((out / CHECKPOINTS).glob("step-*/state.json"))
     return found[-1].parent if found else None
@@ -235,7 +208,7 @@ def save_checkpoint(out: Path, model, optimizer, step: int, consumed: int, histo
         torch.save({"optimizer": optimizer.state_dict()}, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "consumed": consumed, "history": history}) + "\n")
 
-    path = _atomic_dir(out / CHECKPOINTS / f"step-{step:07d}", write)
+    path = atomic_replace_dir(out / CHECKPOINTS / f"step-{step:07d}", write)
     for old in sorted((out / CHECKPOINTS).glob("step-*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -305,9 +278,9 @@ def train_reranker(records: Sequence[dict[str, Any]], out: str | Path, config: T
         step, consumed, history = state["step"], state["consumed"], state["history"]
         log.warning("resuming from %s (step %d)", checkpoint, step)
         # steps after the checkpoint were lost with the interruption: the log restarts from it
-        _write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        atomic_write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "train_config.json", json.dumps(asdict(config), indent=2) + "\n")
+    atomic_write_text(out / "train_config.json", json.dumps(asdict(config), indent=2) + "\n")
     stream = stream_indices(len(records), config.seed, consumed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.train()
@@ -351,7 +324,7 @@ def train_reranker(records: Sequence[dict[str, Any]], out: str | Path, config: T
     stats = {"steps": step, "planned_steps": steps_total, "stopped": stopped, "instances": len(records),
              "consumed": consumed, "loss_first": history[0]["loss"] if history else None,
              "loss_last": history[-1]["loss"] if history else None, "seconds": round(sum(h["seconds"] for h in history), 1)}
-    _write_text(out / "train_stats.json", json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(out / "train_stats.json", json.dumps(stats, indent=2) + "\n")
     return TrainResult(out, adapter, step, history, stopped)
 
 
@@ -364,7 +337,7 @@ def save_adapter(out: Path, model, config: TrainConfig, base_name: str, history:
             indent=2, default=str) + "\n")
         (tmp / "README.md").write_text(model_card(base_name, config, history, data_info, steps_total, stopped))
 
-    return _atomic_dir(out / ADAPTER, write)
+    return atomic_replace_dir(out / ADAPTER, write)
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from indexer.atomic import atomic_replace_dir, atomic_write_text
 from .compact import is_compact_dir, load_compact, sha256_tree, weights_sha256, write_compact
 from .curriculum import Curriculum
 from .records import DATA_DIR, NEGATIVE_COLUMNS, StageError, load_stage, load_stats
@@ -577,18 +577,12 @@ def export(model, config: TrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
     model.max_seq_length = getattr(model, "base_max_seq_length", None) or model.max_seq_length
     out = Path(config.out)
     info: dict[str, Any] = {}
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=out))
-    try:
+    def write(tmp: Path) -> None:
         model.save(str(tmp))
         info["weights_sha256"] = weights_sha256(tmp)
         (tmp / "README.md").write_text(model_card(config, stats, info))
-        target = out / "model"
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    target = atomic_replace_dir(out / "model", write)
     info["model_dir"] = str(target)
     base_dir = base_weights_dir(None)
     started_from_packaged = config.model is None or (
@@ -644,7 +638,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_jsonable(payload), indent=2) + "\n")
