@@ -170,21 +170,30 @@ def default_cache_dir(out: str | Path) -> Path:
     return Path(out).resolve().parent / ".vector-cache"
 
 
-def run_filter(
-    config: FilterConfig, input_dir: str | Path, out: str | Path, overwrite: bool = False,
-    encoder: TextEncoder | None = None, on_progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Filter a ``mine`` stage into ``out``; returns the stats written to ``stats.json``.
+@dataclass
+class PairInputs:
+    """What ``filter`` and ``negatives`` both start from: the stage, its distinct codes, an encoder
+    and the vector cache they share, and a progress callback counting encoded texts."""
 
-    ``on_progress(done, total)`` reports encoded texts.
-    """
-    from .records import save_stage
+    dataset: Any
+    queries: list[str]
+    codes: list[str]
+    row_to_code: np.ndarray
+    first_row: list[int]
+    encoder: TextEncoder
+    cache: VectorCache
+    progress: Callable[[int], None]
+
+
+def open_pair_inputs(config, input_dir: str | Path, out: str | Path, encoder: TextEncoder | None = None,
+                     on_progress: Callable[[int, int], None] | None = None) -> PairInputs:
+    """``config`` is a FilterConfig or NegativesConfig: both name the model, device, batch and cache dir."""
     from .records import load_stage
     from .vectors import load_encoder
 
     ds = load_stage(input_dir)
     queries = ds["query"]
-    codes, row_to_code, _ = unique_codes(ds["positive"])
+    codes, row_to_code, first_row = unique_codes(ds["positive"])
     if encoder is None:
         encoder = load_encoder(config.model, config.device, config.batch_size, config.max_seq_length)
     cache = VectorCache(config.cache_dir or default_cache_dir(out), encoder.identity)
@@ -195,6 +204,23 @@ def run_filter(
         done[0] += n
         if on_progress:
             on_progress(done[0], total)
+
+    return PairInputs(ds, queries, codes, row_to_code, first_row, encoder, cache, progress)
+
+
+def run_filter(
+    config: FilterConfig, input_dir: str | Path, out: str | Path, overwrite: bool = False,
+    encoder: TextEncoder | None = None, on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Filter a ``mine`` stage into ``out``; returns the stats written to ``stats.json``.
+
+    ``on_progress(done, total)`` reports encoded texts.
+    """
+    from .records import save_stage
+
+    inputs = open_pair_inputs(config, input_dir, out, encoder, on_progress)
+    ds, queries, codes, row_to_code = inputs.dataset, inputs.queries, inputs.codes, inputs.row_to_code
+    encoder, cache, progress = inputs.encoder, inputs.cache, inputs.progress
 
     if config.encode_shard is not None:
         # Scale-out: n processes (one per GPU) each fill the shared cache with

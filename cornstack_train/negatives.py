@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .vectors import TextEncoder, VectorCache, flat_ip_index, query_groups, search, unique_codes
+from .vectors import TextEncoder, flat_ip_index, query_groups, search
 
 DROP_REASONS = ("same_query", "identical", "near_duplicate", "margin", "max_score")
 
@@ -126,25 +126,15 @@ def run_negatives(
 ) -> dict[str, Any]:
     """Add ``negative_ids`` / ``negative_scores`` to a ``filter`` (or ``mine``) stage and save it to ``out``."""
     from .cleaning import code_hash
-    from .filtering import default_cache_dir, encode_pairs
-    from .records import load_stage, save_stage
-    from .vectors import load_encoder, query_key
+    from .filtering import encode_pairs, open_pair_inputs
+    from .records import save_stage
+    from .vectors import query_key
 
-    ds = load_stage(input_dir)
-    codes, row_to_code, first_row = unique_codes(ds["positive"])
-    queries = ds["query"]
-    if encoder is None:
-        encoder = load_encoder(config.model, config.device, config.batch_size, config.max_seq_length)
-    cache = VectorCache(config.cache_dir or default_cache_dir(out), encoder.identity)
-    total = len(queries) + len(codes)
-    done = [0]
-
-    def progress(n: int) -> None:
-        done[0] += n
-        if on_progress:
-            on_progress(done[0], total)
-
-    q, c = encode_pairs(queries, codes, encoder, cache, progress)
+    inputs = open_pair_inputs(config, input_dir, out, encoder, on_progress)
+    ds, queries, codes, row_to_code, first_row = (inputs.dataset, inputs.queries, inputs.codes,
+                                                  inputs.row_to_code, inputs.first_row)
+    encoder = inputs.encoder
+    q, c = encode_pairs(queries, codes, encoder, inputs.cache, inputs.progress)
     result = hard_negatives(
         q, c, row_to_code, query_keys=[query_key(t) for t in queries],
         code_keys=[code_hash(code) for code in codes], top_n=config.top_n, search_depth=config.search_depth,
