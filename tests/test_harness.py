@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 
 from benchmarks.swebench.data import ensure_repos, load_instances
 from benchmarks.swebench.report import accuracy
-from benchmarks.swebench.run import Harness, HarnessConfig, main, parse_systems
+from benchmarks.swebench.run import Harness, HarnessConfig, main, parse_systems, split_by_repo
 from indexer.errors import LocalizerError
 
 from .conftest import commit_all, git, make_git_repo
@@ -139,6 +141,47 @@ def test_systems_side_by_side_with_a_model(toy_bench, minilm, monkeypatch):
     assert set(metrics) == {"bm25", "dense", "hybrid"}
     assert harness.cache["chunk_instances"] > harness.cache["embedded_chunks"] > 0  # second commit reuses the first
     assert metrics["dense"]["all"]["instances"] == 2
+
+
+def _records_without_timing(out: Path) -> list[dict]:
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in records),
+                  key=lambda r: (r["instance_id"], r["system"]))
+
+
+def test_workers_give_the_serial_results_and_resume(toy_bench):
+    tmp_path, repos, data = toy_bench
+    shutil.copytree(repos / "acme__calc", repos / "acme__calc2")
+    lines = [json.loads(line) for line in data.read_text().splitlines()]
+    twins = [i | {"instance_id": i["instance_id"].replace("calc-", "calc2-"), "repo": "acme/calc2"} for i in lines]
+    data.write_text("".join(json.dumps(i) + "\n" for i in lines + twins))
+    serial = _config(tmp_path, repos, data, "bm25", "bm25:raw")
+    Harness(serial).run()
+    parallel = replace(serial, out=tmp_path / "out-workers", workers=2)
+    harness = Harness(parallel)
+    metrics = harness.run()
+    assert _records_without_timing(parallel.out) == _records_without_timing(serial.out)
+    assert len(_records_without_timing(parallel.out)) == 8 and metrics["bm25"]["all"]["instances"] == 4
+    run = json.loads((parallel.out / "runs.jsonl").read_text().splitlines()[-1])
+    assert run["workers"] == 2 and run["failed"] == 0
+    assert harness.cache["files"] > 0 and any(key.startswith("index:") for key in harness.timing)  # workers' stats came back
+    again = Harness(parallel)
+    again.run()
+    assert len(_records_without_timing(parallel.out)) == 8 and again.cache["files"] == 0  # nothing redone
+
+
+def test_split_by_repo_keeps_repositories_whole_and_balances():
+    from benchmarks.swebench.data import Instance
+
+    def make(repo, n):
+        return [Instance(instance_id=f"{repo}-{k}", repo=repo, base_commit="c", problem_statement="p", patch="")
+                for k in range(n)]
+
+    instances = make("a/big", 5) + make("b/mid", 3) + make("c/small", 2) + make("d/tiny", 1)
+    shards = split_by_repo(instances, 2)
+    assert [sorted({i.repo for i in shard}) for shard in shards] == [["a/big", "d/tiny"], ["b/mid", "c/small"]]
+    assert [i.instance_id for i in shards[0]] == [f"a/big-{k}" for k in range(5)] + ["d/tiny-0"]
+    assert len(split_by_repo(instances, 8)) == 4 and len(split_by_repo(instances, 1)) == 1
 
 
 def test_missing_repo_is_named(toy_bench, tmp_path):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import click
 
@@ -70,6 +71,7 @@ class HarnessConfig:
     clone: bool = True
     extra: dict = field(default_factory=dict)
     rerank: RerankConfig | None = None  # for systems with +rerank; None: RerankConfig()
+    workers: int = 1  # processes, each with whole repositories and cores/workers threads
 
 
 def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
@@ -243,11 +245,9 @@ class Harness:
             )
         return records
 
-    def run(self) -> dict:
+    def select_instances(self) -> tuple[list[Instance], dict[str, Path]]:
+        """The instances to visit, repo by repo in commit order, and their repositories."""
         config = self.config
-        config.out.mkdir(parents=True, exist_ok=True)
-        predictions = config.out / "predictions.jsonl"
-        errors = config.out / "errors.jsonl"
         instances = load_instances(config.data)
         if config.ids_file:
             wanted = set(load_ids(config.ids_file))
@@ -257,8 +257,37 @@ class Harness:
         if not instances:
             raise LocalizerError("no instances to run (check --data, --ids and --limit)")
         repo_dirs = ensure_repos(instances, config.repos_dir, clone=config.clone)
-        instances = order_for_cache(instances, repo_dirs)
+        return order_for_cache(instances, repo_dirs), repo_dirs
+
+    def run_instances(self, instances: Sequence[Instance], repo_dirs: dict[str, Path], done: set[tuple[str, str]],
+                      emit: Callable[[str, object], None]) -> None:
+        """Visit ``instances`` in order, reporting through ``emit``: ``start`` (an instance id),
+        ``prediction`` and ``error`` (records), ``advance``. A failing instance never stops the rest."""
+        for instance in instances:
+            todo = [s for s in self.config.systems if (instance.instance_id, s.name) not in done]
+            emit("start", instance.instance_id)
+            if todo:
+                try:
+                    repo_dir = repo_dirs[instance.repo]
+                    gold = gold_labels(asdict(instance), self.blob_reader(repo_dir))
+                    for record in self.run_instance(instance, repo_dir, todo, gold):
+                        emit("prediction", record)
+                except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the run
+                    emit("error", {"instance_id": instance.instance_id, "error": repr(exc),
+                                   "traceback": traceback.format_exc()})
+            emit("advance", None)
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+    def run(self) -> dict:
+        config = self.config
+        config.out.mkdir(parents=True, exist_ok=True)
+        predictions = config.out / "predictions.jsonl"
+        errors = config.out / "errors.jsonl"
+        instances, repo_dirs = self.select_instances()
         done = _done_pairs(predictions)
+        shards = split_by_repo(instances, config.workers)
         started = time.perf_counter()
         failures = 0
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -266,28 +295,31 @@ class Harness:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=_stderr_console()) as bar:
             task = bar.add_task("instances", total=len(instances))
-            for instance in instances:
-                todo = [s for s in config.systems if (instance.instance_id, s.name) not in done]
-                bar.update(task, description=instance.instance_id)
-                if todo:
-                    try:
-                        repo_dir = repo_dirs[instance.repo]
-                        gold = gold_labels(asdict(instance), self.blob_reader(repo_dir))
-                        for record in self.run_instance(instance, repo_dir, todo, gold):
-                            _append(predictions, record)
-                    except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the run
-                        failures += 1
-                        log.warning("%s failed: %s", instance.instance_id, exc)
-                        _append(errors, {"instance_id": instance.instance_id, "error": repr(exc),
-                                         "traceback": traceback.format_exc()})
-                bar.advance(task)
-        for reader in self._readers.values():
-            reader.close()
+
+            def emit(kind: str, payload) -> None:
+                nonlocal failures
+                if kind == "prediction":
+                    _append(predictions, payload)
+                elif kind == "error":
+                    failures += 1
+                    log.warning("%s failed: %s", payload["instance_id"], payload["error"])
+                    _append(errors, payload)
+                elif kind == "start" and len(shards) == 1:
+                    bar.update(task, description=payload)
+                elif kind == "advance":
+                    bar.advance(task)
+
+            if len(shards) > 1:
+                bar.update(task, description=f"instances ({len(shards)} workers)")
+                self._run_workers(shards, repo_dirs, done, emit)
+            else:
+                self.run_instances(instances, repo_dirs, done, emit)
         wall = time.perf_counter() - started
         run_info = {
             "wall_seconds": round(wall, 1),
             "instances": len(instances),
             "failed": failures,
+            "workers": len(shards),
             "timing_seconds": {k: round(v, 2) for k, v in sorted(self.timing.items())},
             "cache": {
                 **self.cache,
@@ -306,6 +338,76 @@ class Harness:
         }
         _append(config.out / "runs.jsonl", run_info)
         return write_reports(config.out, [s.name for s in config.systems], run_info, _protocol_ids(config))
+
+    def _run_workers(self, shards: list[list[Instance]], repo_dirs: dict[str, Path], done: set[tuple[str, str]],
+                     emit: Callable[[str, object], None]) -> None:
+        """One process per shard; this process alone writes the outputs, so resume works as in a serial run."""
+        import multiprocessing
+        import queue as queue_module
+
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        messages = context.Queue()
+        threads = max(1, _cpu_count() // len(shards))
+        workers = [context.Process(target=_worker, args=(n, self.config, shard, repo_dirs, done, threads, messages),
+                                   name=f"bench-worker-{n}", daemon=True) for n, shard in enumerate(shards)]
+        for worker in workers:
+            worker.start()
+        finished: set[int] = set()
+        seen_dead: set[int] = set()
+        while len(finished) < len(workers):
+            try:
+                kind, payload = messages.get(timeout=2)
+            except queue_module.Empty:
+                for n, worker in enumerate(workers):
+                    if n in finished or worker.is_alive():
+                        continue
+                    if n in seen_dead:  # dead and silent for a whole wait: it never reported back
+                        finished.add(n)  # what it did not finish is redone on resume
+                        emit("error", {"instance_id": f"worker-{n}", "traceback": "",
+                                       "error": f"worker process exited with code {worker.exitcode}"})
+                    seen_dead.add(n)  # its last messages may still be in the queue
+                continue
+            if kind == "finished":
+                finished.add(payload["worker"])
+                for key, seconds in payload["timing"].items():
+                    self._add_time(key, seconds)
+                for key, count in payload["cache"].items():
+                    self.cache[key] += count
+            else:
+                emit(kind, payload)
+        for worker in workers:
+            worker.join()
+
+
+def split_by_repo(instances: Sequence[Instance], workers: int) -> list[list[Instance]]:
+    """Whole repositories per worker, so each repository's cache reuse stays in one process; the
+    largest repositories (by instance count) go first, each to the least-loaded worker. Order within
+    a repository is kept."""
+    groups: dict[str, list[Instance]] = {}
+    for instance in instances:
+        groups.setdefault(instance.repo, []).append(instance)
+    shards: list[list[Instance]] = [[] for _ in range(max(1, min(workers, len(groups))))]
+    for repo in sorted(groups, key=lambda r: (-len(groups[r]), r)):
+        min(shards, key=len).extend(groups[repo])
+    return shards
+
+
+def _worker(number: int, config: HarnessConfig, instances: list[Instance], repo_dirs: dict[str, Path],
+            done: set[tuple[str, str]], threads: int, messages) -> None:
+    """A worker process: its share of the instances, every message sent back to the parent."""
+    import torch
+
+    torch.set_num_threads(threads)
+    harness = Harness(config)
+    harness.run_instances(instances, repo_dirs, done, lambda kind, payload: messages.put((kind, payload)))
+    messages.put(("finished", {"worker": number, "timing": harness.timing, "cache": harness.cache}))
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _protocol_ids(config: HarnessConfig) -> set[str] | None:
@@ -351,11 +453,15 @@ def _stderr_console():
 @click.option("--device", default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
               help="Embedder runtime: torch, or onnx / onnx-int8 on CPU (localizer[onnx]).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes, each taking whole repositories and cores/N torch threads. On a 2-core CPU, "
+                   "2 single-thread workers encode faster than one 2-thread process (benchmarks/RESULTS.md).")
 @click.option("--no-clone", is_flag=True, help="Never try to clone a missing repository.")
 @click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
 @click.option("--verbose", "-v", count=True)
 def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, reranker_adapter, rerank_depth,
-         rerank_window, rerank_stride, rerank_mode, limit, index_dir, device, backend, no_clone, report_only, verbose):
+         rerank_window, rerank_stride, rerank_mode, limit, index_dir, device, backend, workers, no_clone, report_only,
+         verbose):
     """Measure top-k localization accuracy on SWE-bench-Lite (CoRNStack protocol)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
     systems = parse_systems(retrievers, models)
@@ -364,7 +470,7 @@ def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, rer
     rerank = RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
                           stride=rerank_stride, mode=rerank_mode, device=device)
     config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
-                           limit=limit, index_dir=index_dir, device=device, backend=backend, clone=not no_clone,
+                           limit=limit, index_dir=index_dir, device=device, backend=backend, clone=not no_clone, workers=workers,
                            rerank=rerank if any(s.rerank for s in systems) else None)
     try:
         if report_only:
