@@ -33,7 +33,8 @@ from indexer.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+# Every embedder runtime: torch fp32 (the default), torch under bf16 autocast (embedder.py), and the two ONNX ones here.
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 EXPORT_VERSION = "1"  # bump when the export recipe changes: the cache key includes it
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

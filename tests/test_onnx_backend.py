@@ -81,6 +81,25 @@ def test_onnx_backends_match_torch_and_are_cached(tiny_model_dir, tmp_path, monk
     assert exported[0].stat().st_mtime_ns == mtime, "a second load must reuse the exported graph"
 
 
+def test_bf16_backend_is_autocast_close_to_fp32_and_keyed_apart(tiny_model_dir, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    import localizer.rerank.models as rerank_models
+
+    monkeypatch.setattr(rerank_models, "cpu_supports_bf16", lambda cpuinfo: False)
+    fp32 = Embedder(EmbedderConfig(model=str(tiny_model_dir), device="cpu"))
+    with caplog.at_level("WARNING"):
+        bf16 = Embedder(EmbedderConfig(model=str(tiny_model_dir), device="cpu", backend="torch-bf16"))
+    assert "no native bf16" in caplog.text
+    expected, got = fp32.encode_documents(TEXTS), bf16.encode_documents(TEXTS)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert not np.array_equal(got, expected), "bf16 autocast must change the arithmetic"
+    assert np.sum(got * expected, axis=1).min() >= 0.99
+    assert bf16.identity == f"{fp32.identity}|backend=torch-bf16"
+    assert not (tmp_path / "cache" / "localizer" / "onnx").exists()  # nothing exported
+    again = fp32.encode_documents(TEXTS)
+    assert np.array_equal(again, expected), "autocast must not leak into the fp32 embedder"
+
+
 def test_cache_dir_depends_on_identity(tmp_path):
     assert onnx_cache_dir("a", tmp_path) != onnx_cache_dir("b", tmp_path)
 

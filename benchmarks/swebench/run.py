@@ -452,7 +452,8 @@ def _stderr_console():
               help="Index cache (default: the localize cache dir).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-              help="Embedder runtime: torch, or onnx / onnx-int8 on CPU (localizer[onnx]).")
+              help="Embedder runtime: torch (fp32), torch-bf16 (autocast; fast on CPUs with native bf16), "
+                   "or onnx / onnx-int8 on CPU (localizer[onnx]).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes, each taking whole repositories and cores/N torch threads. On a 2-core CPU, "
                    "2 single-thread workers encode faster than one 2-thread process (benchmarks/RESULTS.md).")
