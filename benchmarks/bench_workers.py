@@ -5,10 +5,10 @@
 A layout ``PxT`` runs P processes at once, each encoding the same real chunk
 texts with T torch threads, and reports the texts per second of all of them
 together (wall clock, from the moment every process has its model loaded to
-the moment the last one is done). On a small CPU, one process's threads sync
-on every small matrix product; separate single-thread processes do not, so
-they finish more texts per second as long as the work splits into
-independent parts, as the harness's repositories do. Run it on an idle
+the moment the last one is done). The question it answers: do separate
+processes, which never sync threads on each small matrix product, encode more
+texts per second than one process's threads? On an idle 2-core AVX-512 EPYC
+they did not (34.8 vs 35.6 texts/s, benchmarks/RESULTS.md). Run it on an idle
 machine: neighbours change the figure.
 """
 

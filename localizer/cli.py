@@ -53,7 +53,7 @@ def _index_options(func):
         click.option("--no-cache", is_flag=True, help="Build the index in memory; read and write nothing on disk."),
         click.option("--device", default="auto", show_default=True, help="Embedder device: auto, cpu, cuda, cuda:1, mps."),
         click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-                     help="Embedder runtime. torch-bf16 (bf16 autocast) encodes 2.9x faster than torch on CPUs with "
+                     help="Embedder runtime. torch-bf16 (bf16 autocast) needs 1.95x less CPU than torch on CPUs with "
                           "native bf16 (AVX512-BF16/AMX) at cosine 0.99999; onnx-int8 (CPU, needs localizer[onnx]) "
                           "uses ~1.2x less CPU on AVX2 at cosine 0.99. Each is cached separately."),
         click.option("--max-file-size", type=click.IntRange(min=1), default=DEFAULT_MAX_FILE_SIZE, show_default=True,

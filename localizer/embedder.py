@@ -44,7 +44,7 @@ class EmbedderConfig:
     batch_size: int = 64
     max_seq_length: int | None = None
     trust_remote_code: bool | None = None  # None: only for models known to need it
-    # "torch-bf16": bf16 autocast, 2.9x faster where the CPU has native bf16; "onnx-int8": ~1.2x less
+    # "torch-bf16": bf16 autocast, 1.95x less CPU where the CPU has native bf16; "onnx-int8": ~1.2x less
     # CPU time on AVX2, cosine 0.992 to fp32 (onnx_backend.py). Each backend has its own cache key.
     backend: str = "torch"
     # Where derived model files (the ONNX export) are kept: None is the default cache dir;
@@ -215,8 +215,8 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def _autocast(self):
-        """bf16 matmuls with fp32 weights, norms and softmax: on a CPU with native bf16, 2.9x the
-        fp32 speed at cosine 0.99999 to its vectors (benchmarks/RESULTS.md)."""
+        """bf16 matmuls with fp32 weights, norms and softmax: on a CPU with native bf16, 1.95x less
+        CPU time than fp32 at cosine 0.99999 to its vectors (benchmarks/RESULTS.md)."""
         import contextlib
 
         if self.config.backend != "torch-bf16":

@@ -455,8 +455,8 @@ def _stderr_console():
               help="Embedder runtime: torch (fp32), torch-bf16 (autocast; fast on CPUs with native bf16), "
                    "or onnx / onnx-int8 on CPU (localizer[onnx]).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes, each taking whole repositories and cores/N torch threads. On a 2-core CPU, "
-                   "2 single-thread workers encode faster than one 2-thread process (benchmarks/RESULTS.md).")
+              help="Worker processes, each taking whole repositories and cores/N torch threads: they overlap the "
+                   "single-threaded parsing and BM25 work; the encoder alone gained nothing on 2 cores.")
 @click.option("--no-clone", is_flag=True, help="Never try to clone a missing repository.")
 @click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
 @click.option("--verbose", "-v", count=True)
