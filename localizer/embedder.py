@@ -191,13 +191,9 @@ class Embedder:
         """bf16 pays only where the hardware has it: on an AVX2-only CPU it ran 4x slower than fp32."""
         if self.device != "cpu":
             return
-        from .rerank.models import cpu_supports_bf16
+        from .rerank.models import this_cpu_supports_bf16
 
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return
-        if not cpu_supports_bf16(cpuinfo):
+        if this_cpu_supports_bf16() is False:  # unknown (no /proc/cpuinfo): say nothing
             log.warning("this CPU has no native bf16 (AVX512-BF16/AMX): --backend torch-bf16 will be slower than torch")
 
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:

@@ -97,6 +97,15 @@ def cpu_supports_bf16(cpuinfo: str) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def this_cpu_supports_bf16() -> bool | None:
+    """``cpu_supports_bf16`` for the machine we run on; None where /proc/cpuinfo cannot be read."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return cpu_supports_bf16(cpuinfo)
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -117,11 +126,7 @@ def resolve_dtype(dtype: str, device: str):
             raise ValueError(f"unknown dtype {dtype!r}: use auto, fp32, bf16 or fp16") from None
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    return torch.bfloat16 if cpu_supports_bf16(cpuinfo) else torch.float32
+    return torch.bfloat16 if this_cpu_supports_bf16() else torch.float32
 
 
 # ----------------------------------------------------------------------------- GGUF conversion
