@@ -51,6 +51,7 @@ class FilterConfig:
     device: str = "auto"
     batch_size: int = 64
     max_seq_length: int | None = None  # None: the model's own
+    backend: str = "torch"  # localizer.embedder backends; its own vector-cache key
     top_k: int = DEFAULT_TOP_K
     threshold: float = DEFAULT_THRESHOLD
     rank_depth: int = DEFAULT_RANK_DEPTH  # ranks are exact up to this depth
@@ -195,7 +196,8 @@ def open_pair_inputs(config, input_dir: str | Path, out: str | Path, encoder: Te
     queries = ds["query"]
     codes, row_to_code, first_row = unique_codes(ds["positive"])
     if encoder is None:
-        encoder = load_encoder(config.model, config.device, config.batch_size, config.max_seq_length)
+        encoder = load_encoder(config.model, config.device, config.batch_size, config.max_seq_length,
+                               config.backend)
     cache = VectorCache(config.cache_dir or default_cache_dir(out), encoder.identity)
     total = len(queries) + len(codes)
     done = [0]

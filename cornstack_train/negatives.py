@@ -41,6 +41,7 @@ class NegativesConfig:
     device: str = "auto"
     batch_size: int = 64
     max_seq_length: int | None = None
+    backend: str = "torch"  # localizer.embedder backends; its own vector-cache key
     top_n: int = 50
     search_depth: int | None = None  # None: 2 * top_n + 20
     margin: float = 0.05

@@ -40,11 +40,8 @@ class EmbedderEncoder:
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
-        vectors = self.embedder.model.encode(
-            list(texts), prompt=prompt or None, batch_size=self.embedder.config.batch_size,
-            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        # The embedder's own path, so its backend (bf16 autocast, ONNX) applies as it does in the index.
+        return self.embedder.encode_texts(list(texts), prompt)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.embedder.query_prompt)
@@ -54,11 +51,11 @@ class EmbedderEncoder:
 
 
 def load_encoder(model: str | None, device: str = "auto", batch_size: int = 64,
-                 max_seq_length: int | None = None) -> EmbedderEncoder:
+                 max_seq_length: int | None = None, backend: str = "torch") -> EmbedderEncoder:
     from localizer.embedder import Embedder, EmbedderConfig
 
     return EmbedderEncoder(Embedder(EmbedderConfig(model=model, device=device, batch_size=batch_size,
-                                                   max_seq_length=max_seq_length)))
+                                                   max_seq_length=max_seq_length, backend=backend)))
 
 
 def _key(role: str, text: str) -> bytes:

@@ -196,7 +196,9 @@ class Embedder:
         if this_cpu_supports_bf16() is False:  # unknown (no /proc/cpuinfo): say nothing
             log.warning("this CPU has no native bf16 (AVX512-BF16/AMX): --backend torch-bf16 will be slower than torch")
 
-    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        """Vectors of ``texts`` under ``prompt`` through the configured backend (the training data
+        stages encode with it too, so a backend means the same numbers everywhere)."""
         if self._onnx is not None:
             return self._onnx.encode([prompt + t for t in texts] if prompt else list(texts), self.config.batch_size)
         with self._autocast():
@@ -224,7 +226,7 @@ class Embedder:
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._encode(texts, self.document_prompt)
+        return self.encode_texts(texts, self.document_prompt)
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self._encode([text], self.query_prompt)[0]
+        return self.encode_texts([text], self.query_prompt)[0]

@@ -148,3 +148,25 @@ def test_filter_command_bad_input(tmp_path):
     res = CliRunner().invoke(filter_command, [str(tmp_path / "nope"), "-o", str(tmp_path / "out")])
     assert res.exit_code != 0
     assert "does not exist" in res.output
+
+
+def test_filter_backend_bf16_has_its_own_cache_and_agrees_with_fp32(tmp_path):
+    """--backend reaches the data stages' encoder: bf16 vectors are cached apart from fp32 ones
+    (never mixed) and, at cosine ~0.9999 to them, keep the same pairs."""
+    from datasets import Dataset
+
+    mined = save_stage(Dataset.from_dict(_rows(PAIRS)), tmp_path / "mined", {"stage": "mine"})
+    cache = tmp_path / "cache"
+    runner = CliRunner()
+    kept = {}
+    for backend in ("torch", "torch-bf16"):
+        out = tmp_path / f"filtered-{backend}"
+        res = runner.invoke(filter_command, [str(mined), "-o", str(out), "--cache-dir", str(cache),
+                                             "--device", "cpu", "--backend", backend])
+        assert res.exit_code == 0, res.output
+        kept[backend] = set(load_stage(out)["id"])
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["config"]["backend"] == backend
+        assert ("backend=torch-bf16" in stats["model_identity"]) == (backend == "torch-bf16")
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 2, "bf16 and fp32 vectors share a cache entry"
+    assert len(kept["torch"] ^ kept["torch-bf16"]) <= 2
