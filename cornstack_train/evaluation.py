@@ -274,6 +274,9 @@ class HarnessRunConfig:
     index_dir: Path | None = None
     device: str = "auto"
     clone: bool = False
+    backend: str = "torch"  # runtime of the trained models; the base MiniLM keeps base_backend
+    base_backend: str = "torch"  # fp32 by default, so earlier runs' cached base embeddings are reused
+    workers: int = 1
 
 
 def materialize(spec: str, cache_dir: Path) -> str:
@@ -300,5 +303,6 @@ def run_harness(config: HarnessRunConfig) -> dict[str, Any]:
     systems = parse_systems(config.retrievers, models)
     harness_config = HarnessConfig(data=config.data, repos_dir=config.repos_dir, out=config.out, systems=systems,
                                    ids_file=config.ids_file, limit=config.limit, index_dir=config.index_dir,
-                                   device=config.device, clone=config.clone)
+                                   device=config.device, clone=config.clone, backend=config.base_backend,
+                                   model_backends={m: config.backend for m in models[1:]}, workers=config.workers)
     return Harness(harness_config).run()

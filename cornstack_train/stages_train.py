@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from localizer.onnx_backend import BACKENDS
+
 from .curriculum import SCHEDULES
 from .records import StageError
 from .sampler import MODES
@@ -181,7 +183,14 @@ def eval_command(data, out, models, max_queries, batch_size, max_seq_length, dev
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--clone", is_flag=True, help="Clone missing repositories (needs network).")
-def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, index_dir, device, clone) -> None:
+@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+              help="Runtime of the trained models (torch-bf16: half the CPU time where the CPU has native bf16).")
+@click.option("--base-backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+              help="Runtime of the base MiniLM; fp32 reuses the embeddings earlier runs cached.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Harness worker processes (whole repositories each).")
+def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, index_dir, device, clone, backend,
+                    base_backend, workers) -> None:
     """SWE-bench-Lite localization of trained models next to the base MiniLM and BM25."""
     from indexer.errors import LocalizerError
 
@@ -189,7 +198,8 @@ def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, i
 
     config = HarnessRunConfig(data=data, repos_dir=repos_dir, out=out, models=tuple(models),
                               retrievers=tuple(retrievers), ids_file=ids_file, limit=limit, index_dir=index_dir,
-                              device=device, clone=clone)
+                              device=device, clone=clone, backend=backend, base_backend=base_backend,
+                              workers=workers)
     try:
         run_harness(config)
     except (LocalizerError, StageError, click.BadParameter) as exc:

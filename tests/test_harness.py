@@ -8,6 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -15,6 +16,7 @@ from benchmarks.swebench.data import ensure_repos, load_instances
 from benchmarks.swebench.report import accuracy
 from benchmarks.swebench.run import Harness, HarnessConfig, main, parse_systems, split_by_repo
 from indexer.errors import LocalizerError
+from localizer.embedder import DEFAULT_MODEL
 
 from .conftest import commit_all, git, make_git_repo
 
@@ -240,3 +242,21 @@ def test_limit_smoke_run_on_real_repos(tmp_path):
                            index_dir=tmp_path / "idx", clone=False, limit=2)
     metrics = Harness(config).run()
     assert metrics["bm25"]["all"]["instances"] == 2
+
+
+def test_model_backends_override_the_default_per_model(tmp_path):
+    """A new model can run in bf16 while the base model keeps the fp32 embeddings already cached:
+    the override reaches that model's Embedder only, and a typo'd model or backend is refused."""
+    from benchmarks.swebench.run import parse_model_backends
+
+    assert parse_model_backends(["runs/m=torch-bf16"], ["default", "runs/m"]) == {"runs/m": "torch-bf16"}
+    for bad, hint in ((["runs/m"], "MODEL=BACKEND"), (["other=torch"], "not one of"), (["runs/m=fp8"], "unknown backend")):
+        with pytest.raises(click.BadParameter, match=hint):
+            parse_model_backends(bad, ["default", "runs/m"])
+
+    config = HarnessConfig(data="x.jsonl", repos_dir=tmp_path, out=tmp_path / "out",
+                           systems=parse_systems(["dense"], [DEFAULT_MODEL]), index_dir=tmp_path / "idx",
+                           model_backends={DEFAULT_MODEL: "torch-bf16"})
+    assert Harness(config).embedder(DEFAULT_MODEL).identity.endswith("|backend=torch-bf16")
+    plain = Harness(replace(config, model_backends={}))
+    assert "backend=" not in plain.embedder(DEFAULT_MODEL).identity

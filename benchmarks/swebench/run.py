@@ -68,10 +68,29 @@ class HarnessConfig:
     index_dir: Path | None = None
     device: str = "auto"
     backend: str = "torch"  # embedder runtime for dense/hybrid (localizer.onnx_backend)
+    # Per-model overrides of ``backend``: a new model can run in bf16 while the base model
+    # keeps the fp32 embeddings already in the index cache.
+    model_backends: dict = field(default_factory=dict)
     clone: bool = True
     extra: dict = field(default_factory=dict)
     rerank: RerankConfig | None = None  # for systems with +rerank; None: RerankConfig()
     workers: int = 1  # processes, each with whole repositories and cores/workers threads
+
+
+def parse_model_backends(specs: Sequence[str], models: Sequence[str]) -> dict[str, str]:
+    """``MODEL=BACKEND`` pairs; the model must be one of ``--model`` so a typo cannot pass silently."""
+    backends: dict[str, str] = {}
+    for spec in specs:
+        model, sep, backend = spec.rpartition("=")
+        if not sep or not model:
+            raise click.BadParameter(f"expected MODEL=BACKEND, got {spec!r}", param_hint="--model-backend")
+        if backend not in BACKENDS:
+            raise click.BadParameter(f"unknown backend {backend!r} in {spec!r}; choose one of {', '.join(BACKENDS)}",
+                                     param_hint="--model-backend")
+        if model not in models:
+            raise click.BadParameter(f"{model!r} is not one of the --model values", param_hint="--model-backend")
+        backends[model] = backend
+    return backends
 
 
 def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
@@ -147,7 +166,8 @@ class Harness:
 
     def embedder(self, model: str) -> Embedder:
         if model not in self._embedders:
-            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device, backend=self.config.backend,
+            backend = self.config.model_backends.get(model, self.config.backend)
+            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device, backend=backend,
                                                              artifact_dir=self.config.index_dir))
         return self._embedders[model]
 
@@ -332,6 +352,7 @@ class Harness:
             "systems": [asdict(s) for s in config.systems],
             "rerank": asdict(config.rerank) if config.rerank else None,
             "backend": config.backend,
+            "model_backends": dict(config.model_backends),
             "data": config.data,
             "ids_file": str(config.ids_file) if config.ids_file else None,
             "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -454,6 +475,9 @@ def _stderr_console():
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
               help="Embedder runtime: torch (fp32), torch-bf16 (autocast; fast on CPUs with native bf16), "
                    "or onnx / onnx-int8 on CPU (localizer[onnx]).")
+@click.option("--model-backend", "model_backends", multiple=True, metavar="MODEL=BACKEND",
+              help="Runtime for one --model only, e.g. a new model in torch-bf16 beside the base model's cached "
+                   "fp32 embeddings. Repeatable.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes, each taking whole repositories and cores/N torch threads: they overlap the "
                    "single-threaded parsing and BM25 work; the encoder alone gained nothing on 2 cores.")
@@ -461,8 +485,8 @@ def _stderr_console():
 @click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
 @click.option("--verbose", "-v", count=True)
 def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, reranker_adapter, rerank_depth,
-         rerank_window, rerank_stride, rerank_mode, limit, index_dir, device, backend, workers, no_clone, report_only,
-         verbose):
+         rerank_window, rerank_stride, rerank_mode, limit, index_dir, device, backend, model_backends, workers, no_clone,
+         report_only, verbose):
     """Measure top-k localization accuracy on SWE-bench-Lite (CoRNStack protocol)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
     systems = parse_systems(retrievers, models)
@@ -471,7 +495,8 @@ def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, rer
     rerank = RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
                           stride=rerank_stride, mode=rerank_mode, device=device)
     config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
-                           limit=limit, index_dir=index_dir, device=device, backend=backend, clone=not no_clone, workers=workers,
+                           limit=limit, index_dir=index_dir, device=device, backend=backend,
+                           model_backends=parse_model_backends(model_backends, models), clone=not no_clone, workers=workers,
                            rerank=rerank if any(s.rerank for s in systems) else None)
     try:
         if report_only:
