@@ -8,6 +8,7 @@ be run, resumed and inspected one at a time:
     cornstack-train negatives data/filtered --out data/negatives
     cornstack-train train data/negatives --out models/embedder
     cornstack-train eval data/negatives -o eval/ --model base --model trained=models/embedder
+    cornstack-train ablate data/negatives data/mined -o ablation/
     cornstack-train teacher-rank data/negatives --out data/rerank
     cornstack-train train-reranker data/rerank --out models/reranker
     cornstack-train eval-reranker data/negatives --out eval/rerank --adapter trained=models/reranker/adapter
@@ -20,6 +21,7 @@ import sys
 
 import click
 
+from .stages_ablation import ablate_command
 from .stages_data import filter_command, mine_command, negatives_command
 from .stages_rerank import eval_reranker_command, teacher_rank_command, train_reranker_command
 from .stages_train import eval_command, harness_command, train_command
@@ -41,6 +43,7 @@ def main(verbose: int) -> None:
 
 
 for _command in (mine_command, filter_command, negatives_command, train_command, eval_command, harness_command,
+                 ablate_command,
                  teacher_rank_command, train_reranker_command, eval_reranker_command):
     main.add_command(_command)
 

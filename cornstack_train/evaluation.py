@@ -284,7 +284,18 @@ def materialize(spec: str, cache_dir: Path) -> str:
     label, target = parse_model_spec(spec)
     target = resolve_trained(target)
     if not is_compact_dir(target):
-        return target
+        if "=" not in spec:
+            return target
+        # The harness names a system after its model directory; every `train` output holds a
+        # `model/`, so a labelled spec is reached through a link named after its label.
+        link = cache_dir / label.replace("/", "__")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if not (link.is_symlink() and link.resolve() == Path(target).resolve()):
+            tmp = link.with_name(f".{link.name}.link")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(Path(target).resolve(), target_is_directory=True)
+            os.replace(tmp, link)
+        return str(link)
     manifest = json.loads((Path(target) / "delta.json").read_text())
     full = cache_dir / f"{label.replace('/', '__')}-{manifest.get('delta_sha256', 'x')[:12]}"
     if not (full / "modules.json").exists():
