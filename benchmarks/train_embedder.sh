@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Reproduce the CoRNStack-trained embedder from scratch, with the flags behind benchmarks/RESULTS.md.
+#
+#   benchmarks/train_embedder.sh WORK [SWE_BENCH_REPOS_DIR]
+#
+# 1. the 48 training repositories of docs/train-repos.json, each as a bare clone pinned to its
+#    recorded commit (an existing WORK/train-repos/owner__name is reused; missing ones are cloned
+#    from GitHub, which needs the network);
+# 2. mine -> filter -> negatives -> train (two data-parallel CPU processes) -> held-out eval.
+#
+# SWE_BENCH_REPOS_DIR (owner__name dirs) turns on the content-hash overlap check against the
+# benchmark. Every stage resumes, so rerunning after an interruption continues where it stopped.
+# PRESET=gpu trains with `--preset gpu` on every visible GPU (NPROC of them) instead. MANIFEST and
+# MAX_STEPS and HELDOUT (space-separated owner/name) override the repository list, the step count and
+# the held-out repositories (the tests use them).
+set -euo pipefail
+
+work=${1:?usage: benchmarks/train_embedder.sh WORK [SWE_BENCH_REPOS_DIR]}
+bench_repos=${2:-}
+root=$(cd "$(dirname "$0")/.." && pwd)
+manifest=${MANIFEST:-$root/docs/train-repos.json}
+repos=$work/train-repos data=$work/data runs=$work/runs
+mkdir -p "$repos" "$data" "$runs"
+
+python - "$manifest" "$repos" <<'PY'
+import json, subprocess, sys
+from pathlib import Path
+
+manifest, repos = Path(sys.argv[1]), Path(sys.argv[2])
+for entry in json.loads(manifest.read_text()):
+    target = repos / entry["repo"].replace("/", "__")
+    if not target.exists():
+        print(f"cloning {entry['repo']}", file=sys.stderr)
+        subprocess.run(["git", "clone", "--quiet", "--bare", f"https://github.com/{entry['repo']}.git", str(target)],
+                       check=True)
+    head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    if head != entry["head"]:
+        # Pin the commit the recorded run mined; history after it would change the pairs.
+        subprocess.run(["git", "-C", str(target), "update-ref", "--no-deref", "HEAD", entry["head"]], check=True)
+(repos / "manifest.json").write_text(manifest.read_text())
+PY
+
+# One held-out repository per language family; eval scores on them, train never sees them.
+heldout=()
+for repo in ${HELDOUT:-pallets/click google/gson axios/axios colinhacks/zod spf13/cobra seldaek/monolog sinatra/sinatra}; do
+    heldout+=(--heldout-repo "$repo")
+done
+if [[ ${PRESET:-cpu} == gpu ]]; then
+    encode=(--device cuda --batch-size 256)
+    nproc=${NPROC:-$(python -c 'import torch; print(max(1, torch.cuda.device_count()))')}
+    train=(--preset gpu --max-seq-length 256 --max-steps ${MAX_STEPS:-2000} --save-steps 200)
+else
+    # bf16 autocast only where the CPU has native bf16 (2.6x faster steps there, slower elsewhere).
+    if python -c 'import sys; from localizer.rerank.models import this_cpu_supports_bf16 as f; sys.exit(0 if f() else 1)'; then
+        encode=(--backend torch-bf16) bf16=(--bf16)
+    else
+        encode=() bf16=()
+    fi
+    nproc=${NPROC:-2}
+    # 2 processes x 16 = a global batch of 32, negatives gathered across them.
+    train=(--batch-size $((32 / nproc)) --hard-negatives 3 --no-cache --max-seq-length 128 --threads 1
+           --max-steps ${MAX_STEPS:-360} --lr 5e-5 --save-steps 25 "${bf16[@]}")
+fi
+
+cornstack-train mine --sources-dir "$repos" ${bench_repos:+--benchmark-repos-dir "$bench_repos"} \
+    --max-pairs-per-repo 1500 --max-commits 1000 -o "$data/mined"
+cornstack-train filter "$data/mined" -o "$data/filtered" "${encode[@]}"
+cornstack-train negatives "$data/filtered" -o "$data/negatives" "${encode[@]}"
+if [[ -f $runs/embedder/train_stats.json && -d $runs/embedder/model ]]; then
+    echo "train: $runs/embedder already trained" >&2
+else
+    resume=()
+    [[ -d $runs/embedder/checkpoints ]] && resume=(--resume)
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
+        "$data/negatives" -o "$runs/embedder" "${train[@]}" "${heldout[@]}" "${resume[@]}"
+fi
+cornstack-train eval "$data/mined" -o "$runs/embedder/eval" --model base --model trained="$runs/embedder" \
+    --max-queries 1000 "${heldout[@]}"
+echo "model: $runs/embedder/model (delta: $runs/embedder/delta); localize --model $runs/embedder/model" >&2
