@@ -38,8 +38,6 @@ class EmbedderEncoder:
         self.identity = f"{embedder.identity}|query={embedder.query_prompt}"
 
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.embedder.dim), dtype=np.float32)
         # The embedder's own path, so its backend (bf16 autocast, ONNX) applies as it does in the index.
         return self.embedder.encode_texts(list(texts), prompt)
 

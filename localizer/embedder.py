@@ -199,6 +199,8 @@ class Embedder:
     def encode_texts(self, texts: Sequence[str], prompt: str) -> np.ndarray:
         """Vectors of ``texts`` under ``prompt`` through the configured backend (the training data
         stages encode with it too, so a backend means the same numbers everywhere)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         if self._onnx is not None:
             return self._onnx.encode([prompt + t for t in texts] if prompt else list(texts), self.config.batch_size)
         with self._autocast():
@@ -224,8 +226,6 @@ class Embedder:
         return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
         return self.encode_texts(texts, self.document_prompt)
 
     def encode_query(self, text: str) -> np.ndarray:
