@@ -6,6 +6,13 @@ hardest negatives in first-stage order (``rerank_data.first_stage_window``: nega
 embedder score, the positive at its ``filter_rank``). Every system reorders that same list;
 MRR@10, Recall@1 and the mean rank of the positive are reported as JSON and a markdown table.
 
+Those lists come from the *filtered* stage, whose pairs all have their positive in the filter
+model's top 2: a retriever looks strong there by construction. :func:`retrieved_windows` builds
+the lists a real first stage would: every held-out query of an unfiltered (``mine``) stage is
+searched over all held-out codes and its top ``depth`` becomes the list, whether or not the
+positive made it. A query whose positive is missing scores 0 for every system and costs no LLM
+call; the reranker can only move the positive within the list.
+
 Systems are named ``retriever`` (the first-stage order), and any number of LLM rerankers
 (``NAME`` -> a ``RerankConfig``, e.g. ``zero-shot`` with no adapter, ``trained`` with one).
 Each system's per-query ranks are stored in ``out/ranks/NAME.jsonl`` as they are computed,
@@ -22,9 +29,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from indexer.atomic import atomic_write_text
 from .evaluation import mrr_at_k, recall_at_k
-from .rerank_data import Window, first_stage_window
+from .rerank_data import Window, candidate_title, first_stage_window
 from .splits import RepoSplit
 
 log = logging.getLogger("cornstack_train.rerank_eval")
@@ -50,35 +59,81 @@ def shuffled(window: Window, rng: random.Random) -> Window:
                    positive_index=perm.index(window.positive_index))
 
 
-def heldout_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[Window]:
-    """Held-out windows of the wanted kinds: a seeded sample of ``max_queries`` (growing the sample keeps
+def heldout_sample(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[dict[str, Any]]:
+    """Held-out rows of the wanted kinds: a seeded sample of ``max_queries`` (growing the sample keeps
     the queries already evaluated, so their stored ranks are reused)."""
-    by_id = {r["id"]: r for r in rows}
     picked = [r for r in rows if r["kind"] in config.kinds and split.is_heldout(r["repo"])]
     picked.sort(key=lambda r: r["id"])
     random.Random(config.seed).shuffle(picked)  # a sample of k is a prefix of a sample of k + 1
-    if config.max_queries is not None:
-        picked = picked[: config.max_queries]
+    return picked if config.max_queries is None else picked[: config.max_queries]
+
+
+def heldout_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[Window]:
+    """Windows of a ``negatives`` stage: the positive at its filter rank among its hardest negatives."""
+    by_id = {r["id"]: r for r in rows}
+    picked = heldout_sample(rows, split, config)
     windows = [w for w in (first_stage_window(r, by_id, config.depth) for r in picked) if w is not None]
     if config.shuffle:
         windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) for w in windows]
     return windows
 
 
+Encode = Callable[[list[str]], np.ndarray]  # texts -> L2-normalized vectors, one row each
+
+
+def retrieved_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig,
+                      encode_queries: Encode, encode_codes: Encode) -> list[Window]:
+    """Windows as a first stage hands them over: each sampled held-out query's top ``depth`` codes among
+    all distinct held-out positives (every kind), by inner product. ``positive_index`` is -1 where the
+    positive is not in the list."""
+    from .evaluation import search
+
+    pool_rows = [r for r in rows if split.is_heldout(r["repo"])]
+    first_row: dict[str, dict[str, Any]] = {}
+    for r in pool_rows:
+        first_row.setdefault(r["positive"], r)
+    codes = list(first_row)
+    picked = heldout_sample(rows, split, config)
+    if not picked or not codes:
+        return []
+    where = {code: i for i, code in enumerate(codes)}
+    query_vectors = encode_queries([r["query"] for r in picked])
+    code_vectors = encode_codes(codes)
+    ranked = search(query_vectors, code_vectors, config.depth)
+    windows = []
+    for q, (row, ids) in enumerate(zip(picked, ranked.tolist())):
+        ids = [i for i in ids if i >= 0]
+        listed = [first_row[codes[i]] for i in ids]
+        gold = where[row["positive"]]
+        texts = [f"{candidate_title(r.get('path', ''), r.get('name', ''))}\n{r['positive']}".lstrip("\n") for r in listed]
+        meta = {k: row.get(k, "") for k in ("kind", "language", "repo", "path", "name")}
+        windows.append(Window(row["id"], row["query"], texts, [r["id"] for r in listed],
+                              [float(code_vectors[i] @ query_vectors[q]) for i in ids],
+                              ids.index(gold) if gold in ids else -1, meta))
+    if config.shuffle:
+        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if w.positive_index >= 0 else w for w in windows]
+    return windows
+
+
 def positive_rank(order: Sequence[int], positive_index: int) -> int:
-    """1-based rank of the positive in a best-first order of window positions."""
-    return list(order).index(positive_index) + 1
+    """1-based rank of the positive in a best-first order of window positions; 0 when the list lacks it."""
+    return list(order).index(positive_index) + 1 if positive_index >= 0 else 0
 
 
 def metrics(ranks: Sequence[int]) -> dict[str, float]:
+    """Rank 0 (positive not in the list) counts as a miss; the mean rank is over the lists that hold it."""
+    found = [r for r in ranks if r > 0]
     return {"mrr@10": round(mrr_at_k(ranks, 10), 4), "recall@1": round(recall_at_k(ranks, 1), 4),
-            "mean_rank": round(sum(ranks) / len(ranks), 3) if ranks else 0.0, "queries": len(ranks)}
+            "mean_rank": round(sum(found) / len(found), 3) if found else 0.0, "queries": len(ranks),
+            "in_list": len(found)}
 
 
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
-    lines = ["| system | MRR@10 | Recall@1 | mean rank | queries |", "|---|---:|---:|---:|---:|"]
+    lines = ["| system | MRR@10 | Recall@1 | mean rank (when listed) | queries | positive listed |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, m in results.items():
-        lines.append(f"| {name} | {m['mrr@10']:.4f} | {m['recall@1']:.4f} | {m['mean_rank']:.2f} | {m['queries']} |")
+        lines.append(f"| {name} | {m['mrr@10']:.4f} | {m['recall@1']:.4f} | {m['mean_rank']:.2f} | {m['queries']} "
+                     f"| {m.get('in_list', m['queries'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -98,14 +153,19 @@ def reranker_ranker(reranker) -> Ranker:
     return rank
 
 
-def _read_ranks(path: Path) -> dict[str, int]:
+def _list_key(window: Window) -> str:
+    return "|".join(window.candidate_ids)
+
+
+def _read_ranks(path: Path) -> dict[str, tuple[int, str | None]]:
+    """Stored ranks by query id, with the candidate list they were computed on (None in old files)."""
     if not path.exists():
         return {}
     done = {}
     for line in path.read_text().splitlines():
         try:
             row = json.loads(line)
-            done[row["id"]] = int(row["rank"])
+            done[row["id"]] = (int(row["rank"]), row.get("list"))
         except (ValueError, KeyError):
             continue  # a line cut by an interruption: recompute it
     return done
@@ -113,10 +173,17 @@ def _read_ranks(path: Path) -> dict[str, int]:
 
 def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, out: Path,
                  batch_size: int = 1, progress: Callable[[str, int, int], None] | None = None) -> list[int]:
-    """Ranks of the positive for one system; cached per query in ``out/ranks/NAME.jsonl``."""
+    """Ranks of the positive for one system; cached per query in ``out/ranks/NAME.jsonl``. A stored rank
+    is reused only for the same candidate list (another retriever's list is ranked afresh)."""
     path = out / "ranks" / f"{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = _read_ranks(path)
+    stored = _read_ranks(path)
+    done: dict[str, int] = {}
+    for w in windows:
+        if w.positive_index < 0:
+            done[w.id] = 0  # no order of this list can find the positive: no model call
+        elif w.id in stored and stored[w.id][1] in (None, _list_key(w)):
+            done[w.id] = stored[w.id][0]
     todo = [w for w in windows if w.id not in done]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
@@ -126,7 +193,7 @@ def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, ou
         with path.open("a") as handle:
             for w, order in zip(chunk, orders):
                 done[w.id] = positive_rank(order, w.positive_index)
-                handle.write(json.dumps({"id": w.id, "rank": done[w.id], "order": list(order),
+                handle.write(json.dumps({"id": w.id, "rank": done[w.id], "order": list(order), "list": _list_key(w),
                                          "seconds": round(seconds, 2)}) + "\n")
         if progress:
             progress(name, sum(w.id in done for w in windows), len(windows))
@@ -135,12 +202,14 @@ def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, ou
 
 def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str, Ranker | None], split: RepoSplit,
              config: EvalConfig, batch_size: int = 1, described: dict[str, Any] | None = None,
-             progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Run every system (``None`` = the retriever's own order) on the held-out windows; write
-    ``metrics.json`` and ``metrics.md`` in ``out`` and return the report."""
+             progress: Callable[[str, int, int], None] | None = None,
+             windows: Sequence[Window] | None = None) -> dict[str, Any]:
+    """Run every system (``None`` = the retriever's own order) on the held-out windows (``windows``, else
+    those of a ``negatives`` stage); write ``metrics.json`` and ``metrics.md`` in ``out`` and return the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    windows = heldout_windows(rows, split, config)
+    if windows is None:
+        windows = heldout_windows(rows, split, config)
     if not windows:
         raise ValueError("no held-out windows: raise --heldout-fraction or name repositories with --heldout-repo")
     results = {name: metrics(system_ranks(name, windows, ranker, out, batch_size, progress))

@@ -177,7 +177,7 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
 
 
 @click.command("eval-reranker", context_settings=CONTEXT)
-@click.argument("negatives", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("negatives", metavar="STAGE", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output: metrics.json, metrics.md, ranks/SYSTEM.jsonl (reused by a re-run).")
 @click.option("--adapter", "adapters", multiple=True, metavar="[NAME=]DIR",
@@ -200,12 +200,21 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shuffle", is_flag=True,
               help="Show each list in a random order instead of first-stage order (the reranker alone, no retriever prior).")
+@click.option("--retrieve-with", "retriever_model", default=None, metavar="MODEL",
+              help="Build each list by searching all held-out codes with this embedder (base, a `train` output, any "
+              "sentence-transformers id or dir): STAGE may then be any pairs stage, best the unfiltered `mine` one.")
 @_budget_options
 @_split_options
 def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max_queries, kinds, window, stride, rank_mode,
-                          device, dtype, batch_size, threads, seed, shuffle, issue_tokens, candidate_tokens, min_candidate_tokens,
-                          footer_issue_tokens, heldout_fraction, heldout_repos):
-    """MRR@10 on held-out queries: retriever order vs zero-shot LLM vs trained reranker(s)."""
+                          device, dtype, batch_size, threads, seed, shuffle, retriever_model, issue_tokens, candidate_tokens,
+                          min_candidate_tokens, footer_issue_tokens, heldout_fraction, heldout_repos):
+    """MRR@10 on held-out queries: retriever order vs zero-shot LLM vs trained reranker(s).
+
+    STAGE is a `negatives` stage: each list is a query's positive at its filter rank among its hardest
+    negatives. Those pairs passed the consistency filter, so the retriever's order is strong by
+    construction. With --retrieve-with, each list is instead the top --depth of a real search over
+    the held-out codes, positive or not: the setting a reranker meets in `localize`.
+    """
     from .records import NEGATIVE_COLUMNS, PAIR_COLUMNS, StageError, load_stage
     from .rerank_eval import RETRIEVER, EvalConfig, evaluate, markdown_table, reranker_ranker
 
@@ -234,13 +243,40 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
         for name, path in named.items():
             systems[name] = reranker_ranker(ListwiseReranker(config(path)))
             described[name] = f"{model or 'packaged'} + adapter {path}, {rank_mode}"
-        rows = load_stage(negatives, require=PAIR_COLUMNS + NEGATIVE_COLUMNS).to_list()
-        report = evaluate(rows, out, systems, RepoSplit(heldout_fraction, tuple(heldout_repos)),
-                          EvalConfig(depth=depth, max_queries=max_queries, kinds=tuple(kinds), seed=seed, shuffle=shuffle),
-                          batch_size, described, lambda name, done, total: click.echo(f"{name}: {done}/{total}", err=True))
+        split = RepoSplit(heldout_fraction, tuple(heldout_repos))
+        eval_config = EvalConfig(depth=depth, max_queries=max_queries, kinds=tuple(kinds), seed=seed, shuffle=shuffle)
+        windows = None
+        if retriever_model:
+            rows = load_stage(negatives, require=PAIR_COLUMNS).to_list()
+            windows = _retrieved_windows(rows, split, eval_config, retriever_model, device)
+            described[RETRIEVER] = f"top {depth} of {retriever_model} over the held-out codes" + (
+                ", shown in random order (--shuffle)" if shuffle else "")
+        else:
+            rows = load_stage(negatives, require=PAIR_COLUMNS + NEGATIVE_COLUMNS).to_list()
+        report = evaluate(rows, out, systems, split, eval_config, batch_size, described,
+                          lambda name, done, total: click.echo(f"{name}: {done}/{total}", err=True), windows)
     except (StageError, ValueError, ModelLoadError) as exc:
         _fail(exc)
     click.echo(markdown_table(report["results"]), nl=False)
+
+
+def _retrieved_windows(rows, split, eval_config, retriever_model: str, device: str):
+    import numpy as np
+
+    from .evaluation import load_any_model
+    from .rerank_eval import retrieved_windows
+    from .training import resolve_device
+
+    encoder = load_any_model(retriever_model, device=resolve_device(device), max_seq_length=256)
+
+    def encode(texts):
+        return np.asarray(encoder.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                         show_progress_bar=len(texts) > 256), dtype=np.float32)
+
+    windows = retrieved_windows(rows, split, eval_config, encode, encode)
+    listed = sum(w.positive_index >= 0 for w in windows)
+    click.echo(f"retrieved: {len(windows)} queries, positive in the top {eval_config.depth} for {listed}", err=True)
+    return windows
 
 
 @click.group(context_settings=CONTEXT)

@@ -358,8 +358,18 @@ def test_cli_teacher_train_eval(tmp_path, negatives_dir, tiny_dir):
                                                   str(tiny_dir), "--adapter", str(run / "adapter"), "--depth", "4",
                                                   "--window", "4", "--stride", "2", "--candidate-tokens", "24",
                                                   "--heldout-repo", HELD, "--device", "cpu", "--dtype", "fp32"])
+        assert r.exit_code == 0, r.output
+        assert "| retriever |" in r.output and "| zero-shot |" in r.output and "| trained |" in r.output
+        # lists from a real search with the packaged MiniLM over the held-out codes
+        r = runner.invoke(eval_reranker_command, [str(negatives_dir), "--out", str(tmp_path / "eval-retrieved"),
+                                                  "--model", str(tiny_dir), "--retrieve-with", "base", "--no-zero-shot",
+                                                  "--adapter", str(run / "adapter"), "--depth", "3", "--window", "3", "--stride", "2",
+                                                  "--candidate-tokens", "24", "--heldout-repo", HELD, "--device", "cpu",
+                                                  "--dtype", "fp32"])
     assert r.exit_code == 0, r.output
-    assert "| retriever |" in r.output and "| zero-shot |" in r.output and "| trained |" in r.output
+    assert "retrieved: 4 queries, positive in the top 3 for" in r.output and "| trained |" in r.output
+    report = json.loads((tmp_path / "eval-retrieved" / "metrics.json").read_text())
+    assert report["systems"]["retriever"] == "top 3 of base over the held-out codes"
     r = runner.invoke(teacher_rank_command, [str(negatives_dir), "--out", str(tmp_path / "bad"), "--mode", "teacher",
                                              "--teacher", str(tmp_path / "missing")])
     assert r.exit_code != 0
@@ -377,3 +387,63 @@ def test_shuffled_eval_windows_keep_the_positive_and_vary_its_position():
         assert b.candidates[b.positive_index] == a.candidates[a.positive_index]
     assert len({w.positive_index for w in mixed}) > len({w.positive_index for w in plain})
     assert mixed == heldout_windows(rows, SPLIT, EvalConfig(depth=6, max_queries=None, shuffle=True))
+
+
+def _one_hot_encoders(miss: int):
+    """Query k -> e_k (query ``miss`` -> e_{miss+2}); code k -> e_k + 0.5 e_{k+1}: query k's list is
+    [code k, code k-1], and ``miss``'s list lacks its positive."""
+    import re
+
+    import numpy as np
+
+    def vec(parts):
+        v = np.zeros(8, dtype=np.float32)
+        for i, w in parts:
+            v[i % 8] += w
+        return v / np.linalg.norm(v)
+
+    def queries(texts):
+        ks = [int(re.search(r"plus (\d+)", t).group(1)) for t in texts]
+        return np.stack([vec([(k + 2 if k == miss else k, 1.0)]) for k in ks])
+
+    def codes(texts):
+        ks = [int(re.search(r"add_(\d+)", t).group(1)) for t in texts]
+        return np.stack([vec([(k, 1.0), (k + 1, 0.5)]) for k in ks])
+
+    return queries, codes
+
+
+def test_retrieved_windows_search_all_heldout_codes_and_skip_lists_without_the_positive(tmp_path):
+    from cornstack_train.rerank_eval import EvalConfig, evaluate, retrieved_windows
+
+    rows = negatives_rows()
+    encode_queries, encode_codes = _one_hot_encoders(miss=1)
+    config = EvalConfig(depth=2, max_queries=None, kinds=("docstring",))
+    windows = retrieved_windows(rows, SPLIT, config, encode_queries, encode_codes)
+    by_k = {int(w.id.rsplit("-", 1)[1]): w for w in windows}
+    assert sorted(by_k) == [1, 2, 4, 5]  # held-out docstring rows only
+    assert all(r.startswith("held_out-") for w in windows for r in w.candidate_ids)
+    # query 4's list: its own code, then code 3 (a commit row's: the pool holds every kind), titled as localize titles
+    assert by_k[4].candidate_ids == ["held_out-4", "held_out-3"] and by_k[4].positive_index == 0
+    assert by_k[4].candidates[1].startswith("pkg/m3.py::add_3\n") and by_k[4].scores[0] > by_k[4].scores[1]
+    assert by_k[1].positive_index == -1 and by_k[1].candidate_ids == ["held_out-3", "held_out-2"]
+
+    calls = []
+
+    def reverse(ws):
+        calls.extend(w.id for w in ws)
+        return [list(range(len(w.candidates)))[::-1] for w in ws]
+
+    report = evaluate(rows, tmp_path / "eval", {"retriever": None, "reverse": reverse}, SPLIT, config, windows=windows)
+    assert "held_out-1" not in calls and len(calls) == 3  # a list without the positive costs no model call
+    assert report["results"]["retriever"] == {"mrr@10": 0.75, "recall@1": 0.75, "mean_rank": 1.0, "queries": 4,
+                                              "in_list": 3}
+    assert report["results"]["reverse"]["mrr@10"] == pytest.approx(0.375)
+    assert "| positive listed |" in (tmp_path / "eval" / "metrics.md").read_text()
+    # another retriever's lists are ranked afresh, not read back from the first one's ranks
+    other = [replace(w, candidate_ids=w.candidate_ids[::-1], candidates=w.candidates[::-1],
+                     positive_index=(len(w.candidates) - 1 - w.positive_index) if w.positive_index >= 0 else -1)
+             for w in windows]
+    calls.clear()
+    again = evaluate(rows, tmp_path / "eval", {"reverse": reverse}, SPLIT, config, windows=other)
+    assert len(calls) == 3 and again["results"]["reverse"]["mrr@10"] == pytest.approx(0.75)
