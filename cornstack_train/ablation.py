@@ -56,6 +56,7 @@ class AblationConfig:
     eval_max_queries: int | None = 1000
     eval_max_seq_length: int | None = 256
     harness: Any | None = None  # a HarnessRunConfig (models/out set here), or None to skip SWE-bench
+    nproc: int = 1  # data-parallel training processes per variant (train.batch_size stays the global batch)
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -63,6 +64,10 @@ class AblationConfig:
             raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
         if not self.variants:
             raise ValueError("no variants to run")
+        if self.nproc > 1:
+            from .launch import per_process_config
+
+            per_process_config(self.train, self.nproc)  # fails now, not after the first variant
 
 
 def variant_train_config(config: AblationConfig, variant: Variant):
@@ -83,9 +88,12 @@ def run_ablation(config: AblationConfig, train_fn: Callable | None = None, eval_
     The three callables default to the real stages; tests inject tiny ones.
     """
     from .evaluation import EvalConfig, evaluate, run_harness
-    from .training import train
+    from .launch import train_in_processes
 
-    train_fn, eval_fn, harness_fn = train_fn or train, eval_fn or evaluate, harness_fn or run_harness
+    if train_fn is None:
+        def train_fn(cfg):
+            return train_in_processes(cfg, config.nproc)
+    eval_fn, harness_fn = eval_fn or evaluate, harness_fn or run_harness
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = [VARIANTS[name] for name in config.variants]

@@ -34,6 +34,9 @@ from .stages_train import CONTEXT, _fail, _split, split_options
 @click.option("--no-cache", is_flag=True, help="Plain MNRL without gradient caching (faster if the batch fits).")
 @click.option("--bf16", is_flag=True, help="bf16 autocast (2.6x faster steps on CPUs with native bf16).")
 @click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Train each variant in N data-parallel processes of one thread (torchrun); --batch-size stays "
+              "the global batch. On 2 CPU cores, --nproc 2 halves the step time.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @split_options
@@ -47,7 +50,7 @@ from .stages_train import CONTEXT, _fail, _split, split_options
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
               help="Runtime of the variants in the harness (the base MiniLM stays fp32).")
 def ablate_command(negatives_dir, mined_dir, out, variants, max_steps, batch_size, hard_negatives, lr, tau_start,
-                   tau_end, schedule, max_seq_length, no_cache, bf16, threads, device, seed, heldout_fraction,
+                   tau_end, schedule, max_seq_length, no_cache, bf16, threads, nproc, device, seed, heldout_fraction,
                    heldout_repos, eval_max_queries, swebench_data, repos_dir, ids_file, index_dir, backend) -> None:
     """Train each ablation variant for the same steps, then score all of them side by side.
 
@@ -74,9 +77,9 @@ def ablate_command(negatives_dir, mined_dir, out, variants, max_steps, batch_siz
     try:
         config = AblationConfig(negatives_dir=negatives_dir, mined_dir=mined_dir, out=out, train=train,
                                 variants=tuple(variants) or DEFAULT_VARIANTS, eval_max_queries=eval_max_queries,
-                                harness=harness)
+                                harness=harness, nproc=nproc)
         run_ablation(config, log=lambda line: click.echo(line, err=True))
-    except (StageError, ValueError) as exc:
+    except (StageError, ValueError, RuntimeError) as exc:
         _fail(exc)
     click.echo((out / "ablation.md").read_text())
 

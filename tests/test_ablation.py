@@ -130,3 +130,34 @@ def test_ablate_command_without_harness(stages, tmp_path, monkeypatch):
                                               "--swebench-data", "lite.jsonl"])
     assert bad.exit_code != 0 and "go together" in bad.output
     assert ablation.DEFAULT_VARIANTS[0] == "full"
+
+
+def test_variants_train_in_processes_from_a_json_config_with_their_share_of_the_batch(tmp_path):
+    from types import SimpleNamespace
+
+    from cornstack_train.launch import config_from_json, config_to_json, launch_command, train_in_processes
+
+    config = TrainConfig(data=tmp_path / "negatives", out=tmp_path / "variants" / "full", batch_size=32,
+                         mini_batch_size=16, negatives="top", threads=2, split=HOLDOUT, bf16=True)
+    assert config_from_json(config_to_json(config)) == config
+    seen = {}
+
+    def fake_run(cmd, env):
+        seen["cmd"], seen["env"] = cmd, env
+        shared = config_from_json(Path(cmd[-1]).read_text())
+        seen["shared"] = shared
+        shared.out.mkdir(parents=True)
+        (shared.out / "train_stats.json").write_text('{"run": {"world_size": 2}}')
+        return SimpleNamespace(returncode=0)
+
+    stats = train_in_processes(config, 2, run=fake_run)
+    assert stats == {"run": {"world_size": 2}}
+    assert seen["cmd"] == launch_command(Path(seen["cmd"][-1]), 2) and "--nproc_per_node=2" in seen["cmd"]
+    assert seen["env"]["OMP_NUM_THREADS"] == "1"
+    # each process: half the global batch, one thread; everything else as configured
+    assert seen["shared"] == TrainConfig(**{**config.__dict__, "batch_size": 16, "mini_batch_size": 16, "threads": 1})
+    with pytest.raises(RuntimeError, match="failed"):
+        train_in_processes(config, 2, run=lambda cmd, env: SimpleNamespace(returncode=1))
+    with pytest.raises(ValueError, match="does not split"):
+        AblationConfig(negatives_dir=tmp_path, mined_dir=tmp_path, out=tmp_path, train=config.__class__(
+            **{**config.__dict__, "batch_size": 33}), nproc=2)
