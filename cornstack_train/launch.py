@@ -22,7 +22,7 @@ from typing import Any
 from indexer.atomic import atomic_write_text
 
 from .splits import RepoSplit
-from .training import TrainConfig
+from .training import TrainConfig, train
 
 
 def config_to_json(config: TrainConfig) -> str:
@@ -36,9 +36,8 @@ def config_from_json(text: str) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
     raw["data"], raw["out"] = Path(raw["data"]), Path(raw["out"])
-    split = raw.get("split") or {}
-    raw["split"] = RepoSplit(split.get("heldout_fraction", 0.1), tuple(split.get("heldout_repos", ())),
-                             split.get("salt", "cornstack-eval"))
+    split = raw["split"]
+    raw["split"] = RepoSplit(**{**split, "heldout_repos": tuple(split["heldout_repos"])})
     return TrainConfig(**raw)
 
 
@@ -60,8 +59,6 @@ def launch_command(config_path: Path, nproc: int, python: str = sys.executable) 
 def train_in_processes(config: TrainConfig, nproc: int, run=subprocess.run) -> dict[str, Any]:
     """Train ``config`` in ``nproc`` processes; returns the stats rank 0 wrote. ``run`` is for tests."""
     if nproc == 1:
-        from .training import train
-
         return train(config)
     shared = per_process_config(config, nproc)
     config_path = Path(config.out).parent / f".{Path(config.out).name}.train-config.json"
@@ -75,8 +72,6 @@ def train_in_processes(config: TrainConfig, nproc: int, run=subprocess.run) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .training import train
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m cornstack_train.launch CONFIG.json (under torchrun)")

@@ -67,6 +67,16 @@ def candidate_title(path: str, name: str) -> str:
     return f"{path}::{name}" if path and name else path or name
 
 
+def candidate_text(row: dict[str, Any], with_title: bool = True) -> str:
+    """A row's positive as the reranker reads it: its ``path::name`` title line, then the code."""
+    title = candidate_title(row.get("path", ""), row.get("name", "")) if with_title else ""
+    return f"{title}\n{row['positive']}" if title else row["positive"]
+
+
+def window_meta(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k, "") for k in ("kind", "language", "repo", "path", "name")}
+
+
 def first_stage_window(row: dict[str, Any], by_id: dict[str, dict[str, Any]], depth: int,
                        with_titles: bool = True) -> Window | None:
     """The window for ``row``: positive plus its top ``depth - 1`` negatives in first-stage order.
@@ -78,20 +88,14 @@ def first_stage_window(row: dict[str, Any], by_id: dict[str, dict[str, Any]], de
     negatives = [(score, nid) for score, nid in pairs if nid in by_id][: max(depth - 1, 0)]
     if not negatives:
         return None
-
-    def text(r: dict[str, Any]) -> str:
-        title = candidate_title(r.get("path", ""), r.get("name", "")) if with_titles else ""
-        return f"{title}\n{r['positive']}" if title else r["positive"]
-
-    texts = [text(by_id[nid]) for _, nid in negatives]
+    texts = [candidate_text(by_id[nid], with_titles) for _, nid in negatives]
     ids = [nid for _, nid in negatives]
     scores = [float(s) for s, _ in negatives]
     pos = min(max(int(row.get("filter_rank") or 1), 1), len(texts) + 1) - 1
-    texts.insert(pos, text(row))
+    texts.insert(pos, candidate_text(row, with_titles))
     ids.insert(pos, row["id"])
     scores.insert(pos, float(row.get("filter_score") or 0.0))
-    meta = {k: row.get(k, "") for k in ("kind", "language", "repo", "path", "name")}
-    return Window(row["id"], row["query"], texts, ids, scores, pos, meta)
+    return Window(row["id"], row["query"], texts, ids, scores, pos, window_meta(row))
 
 
 # --------------------------------------------------------------------------- target orders (pure)

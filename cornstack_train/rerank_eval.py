@@ -33,7 +33,7 @@ import numpy as np
 
 from indexer.atomic import atomic_write_text
 from .evaluation import mrr_at_k, recall_at_k
-from .rerank_data import Window, candidate_title, first_stage_window
+from .rerank_data import Window, candidate_text, first_stage_window, window_meta
 from .splits import RepoSplit
 
 log = logging.getLogger("cornstack_train.rerank_eval")
@@ -105,11 +105,9 @@ def retrieved_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: 
         ids = [i for i in ids if i >= 0]
         listed = [first_row[codes[i]] for i in ids]
         gold = where[row["positive"]]
-        texts = [f"{candidate_title(r.get('path', ''), r.get('name', ''))}\n{r['positive']}".lstrip("\n") for r in listed]
-        meta = {k: row.get(k, "") for k in ("kind", "language", "repo", "path", "name")}
-        windows.append(Window(row["id"], row["query"], texts, [r["id"] for r in listed],
+        windows.append(Window(row["id"], row["query"], [candidate_text(r) for r in listed], [r["id"] for r in listed],
                               [float(code_vectors[i] @ query_vectors[q]) for i in ids],
-                              ids.index(gold) if gold in ids else -1, meta))
+                              ids.index(gold) if gold in ids else -1, window_meta(row)))
     if config.shuffle:
         windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if w.positive_index >= 0 else w for w in windows]
     return windows
@@ -133,7 +131,7 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
              "|---|---:|---:|---:|---:|---:|"]
     for name, m in results.items():
         lines.append(f"| {name} | {m['mrr@10']:.4f} | {m['recall@1']:.4f} | {m['mean_rank']:.2f} | {m['queries']} "
-                     f"| {m.get('in_list', m['queries'])} |")
+                     f"| {m['in_list']} |")
     return "\n".join(lines) + "\n"
 
 

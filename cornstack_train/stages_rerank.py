@@ -263,11 +263,13 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
 def _retrieved_windows(rows, split, eval_config, retriever_model: str, device: str):
     import numpy as np
 
-    from .evaluation import load_any_model
+    from .evaluation import EvalConfig as RetrievalEvalConfig, load_any_model
     from .rerank_eval import retrieved_windows
     from .training import resolve_device
 
-    encoder = load_any_model(retriever_model, device=resolve_device(device), max_seq_length=256)
+    # the same truncation as `cornstack-train eval`, so the retriever here scores as it does there
+    encoder = load_any_model(retriever_model, device=resolve_device(device),
+                             max_seq_length=RetrievalEvalConfig.max_seq_length)
 
     def encode(texts):
         return np.asarray(encoder.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
