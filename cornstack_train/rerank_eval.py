@@ -14,7 +14,8 @@ positive made it. A query whose positive is missing scores 0 for every system an
 call; the reranker can only move the positive within the list.
 
 Systems are named ``retriever`` (the first-stage order), and any number of LLM rerankers
-(``NAME`` -> a ``RerankConfig``, e.g. ``zero-shot`` with no adapter, ``trained`` with one).
+(``NAME`` -> a ``RerankConfig``, e.g. ``zero-shot`` with no adapter, ``trained`` with one);
+``NAME+rrf`` (:func:`fused_ranker`) fuses a reranker's stored orders with the first stage's.
 Each system's per-query ranks are stored in ``out/ranks/NAME.jsonl`` as they are computed,
 so an interrupted or extended run only computes what is missing.
 """
@@ -155,18 +156,39 @@ def _list_key(window: Window) -> str:
     return "|".join(window.candidate_ids)
 
 
-def _read_ranks(path: Path) -> dict[str, tuple[int, str | None]]:
-    """Stored ranks by query id, with the candidate list they were computed on (None in old files)."""
+def _read_ranks(path: Path) -> dict[str, dict[str, Any]]:
+    """Stored rows by query id (``rank``, ``order``, and ``list``: the candidate list they were computed
+    on, absent in old files); the last row of a query wins."""
     if not path.exists():
         return {}
     done = {}
     for line in path.read_text().splitlines():
         try:
             row = json.loads(line)
-            done[row["id"]] = (int(row["rank"]), row.get("list"))
+            done[row["id"]] = {"rank": int(row["rank"]), "order": row.get("order"), "list": row.get("list")}
         except (ValueError, KeyError):
             continue  # a line cut by an interruption: recompute it
     return done
+
+
+def fused_ranker(name: str, out: str | Path, k: int = 60) -> Ranker:
+    """System ``name``'s stored orders fused with the first stage's (``localizer.rerank.fusion``): a
+    row for fusion that costs no model call. ``name`` must have been evaluated on the same windows."""
+    from localizer.rerank.fusion import fuse_with_first_stage
+
+    path = Path(out) / "ranks" / f"{name}.jsonl"
+
+    def rank(windows: Sequence[Window]) -> list[list[int]]:
+        stored = _read_ranks(path)
+        orders = []
+        for w in windows:
+            row = stored.get(w.id)
+            if row is None or row["order"] is None or row["list"] not in (None, _list_key(w)):
+                raise ValueError(f"{path} has no order of query {w.id} on this list: evaluate {name} first")
+            orders.append(fuse_with_first_stage(row["order"], k))
+        return orders
+
+    return rank
 
 
 def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, out: Path,
@@ -180,8 +202,8 @@ def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, ou
     for w in windows:
         if w.positive_index < 0:
             done[w.id] = 0  # no order of this list can find the positive: no model call
-        elif w.id in stored and stored[w.id][1] in (None, _list_key(w)):
-            done[w.id] = stored[w.id][0]
+        elif w.id in stored and stored[w.id]["list"] in (None, _list_key(w)):
+            done[w.id] = stored[w.id]["rank"]
     todo = [w for w in windows if w.id not in done]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]

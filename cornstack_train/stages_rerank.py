@@ -203,11 +203,15 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
 @click.option("--retrieve-with", "retriever_model", default=None, metavar="MODEL",
               help="Build each list by searching all held-out codes with this embedder (base, a `train` output, any "
               "sentence-transformers id or dir): STAGE may then be any pairs stage, best the unfiltered `mine` one.")
+@click.option("--fusion", type=click.Choice(["none", "rrf"]), default="none", show_default=True,
+              help="rrf: also a NAME+rrf row per reranker, its order fused with the first stage's (no model calls).")
+@click.option("--fusion-k", type=click.IntRange(1), default=60, show_default=True, help="The RRF constant.")
 @_budget_options
 @_split_options
 def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max_queries, kinds, window, stride, rank_mode,
-                          device, dtype, batch_size, threads, seed, shuffle, retriever_model, issue_tokens, candidate_tokens,
-                          min_candidate_tokens, footer_issue_tokens, heldout_fraction, heldout_repos):
+                          device, dtype, batch_size, threads, seed, shuffle, retriever_model, fusion, fusion_k,
+                          issue_tokens, candidate_tokens, min_candidate_tokens, footer_issue_tokens, heldout_fraction,
+                          heldout_repos):
     """MRR@10 on held-out queries: retriever order vs zero-shot LLM vs trained reranker(s).
 
     STAGE is a `negatives` stage: each list is a query's positive at its filter rank among its hardest
@@ -216,7 +220,7 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
     the held-out codes, positive or not: the setting a reranker meets in `localize`.
     """
     from .records import NEGATIVE_COLUMNS, PAIR_COLUMNS, StageError, load_stage
-    from .rerank_eval import RETRIEVER, EvalConfig, evaluate, markdown_table, reranker_ranker
+    from .rerank_eval import RETRIEVER, EvalConfig, evaluate, fused_ranker, markdown_table, reranker_ranker
 
     if threads:
         import torch
@@ -243,6 +247,10 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
         for name, path in named.items():
             systems[name] = reranker_ranker(ListwiseReranker(config(path)))
             described[name] = f"{model or 'packaged'} + adapter {path}, {rank_mode}"
+        if fusion == "rrf":
+            for name in [n for n in systems if n != RETRIEVER]:
+                systems[f"{name}+rrf"] = fused_ranker(name, out, fusion_k)
+                described[f"{name}+rrf"] = f"{name}'s order fused with the first stage's, RRF k={fusion_k}"
         split = RepoSplit(heldout_fraction, tuple(heldout_repos))
         eval_config = EvalConfig(depth=depth, max_queries=max_queries, kinds=tuple(kinds), seed=seed, shuffle=shuffle)
         windows = None

@@ -84,6 +84,7 @@ def _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, m
 def _rerank_options(func):
     """LLM listwise reranking of the top functions (off by default until a trained model helps)."""
     from .rerank.models import DEFAULT_RERANKER
+    from .rerank.fusion import FUSIONS
     from .rerank.scorers import MODES
 
     options = [
@@ -101,6 +102,9 @@ def _rerank_options(func):
         click.option("--rerank-mode", type=click.Choice(MODES), default="first-token", show_default=True,
                      help="first-token: order by the first id's logits in one forward pass; generate: decode the "
                           "whole permutation (slower)."),
+        click.option("--rerank-fusion", type=click.Choice(FUSIONS), default="none", show_default=True,
+                     help="rrf: fuse the model's order with the retriever's by reciprocal rank (k=60), so the "
+                          "retriever's confident hits are not lost."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -108,7 +112,7 @@ def _rerank_options(func):
 
 
 def _rerank_config(rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window, rerank_stride,
-                   rerank_mode, device):
+                   rerank_mode, rerank_fusion, device):
     if not rerank:
         return None
     from .rerank.reranker import RerankConfig
@@ -116,7 +120,7 @@ def _rerank_config(rerank, reranker_model, reranker_adapter, rerank_depth, reran
     if rerank_stride > rerank_window:
         _fail(f"--rerank-stride ({rerank_stride}) must not exceed --rerank-window ({rerank_window})", code=2)
     return RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
-                        stride=rerank_stride, mode=rerank_mode, device=device)
+                        stride=rerank_stride, mode=rerank_mode, fusion=rerank_fusion, device=device)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -150,7 +154,8 @@ def _read_issue_arg(issue: str) -> str:
 @click.pass_context
 def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, query_prompt,
          index_dir, no_cache, device, backend, max_file_size, include_tests, quiet, verbose,
-         rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window, rerank_stride, rerank_mode):
+         rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window, rerank_stride, rerank_mode,
+         rerank_fusion):
     """Rank the files and functions most likely to need the fix for an issue.
 
     \b
@@ -172,7 +177,7 @@ def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, q
     try:
         text = _read_issue_arg(issue)
         rerank_config = _rerank_config(rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window,
-                                       rerank_stride, rerank_mode, device)
+                                       rerank_stride, rerank_mode, rerank_fusion, device)
         config = _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests,
                           top_k, rerank_config, backend)
         with stderr_progress(enabled=not quiet and sys.stderr.isatty()) as progress:

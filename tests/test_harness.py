@@ -260,3 +260,14 @@ def test_model_backends_override_the_default_per_model(tmp_path):
     assert Harness(config).embedder(DEFAULT_MODEL).identity.endswith("|backend=torch-bf16")
     plain = Harness(replace(config, model_backends={}))
     assert "backend=" not in plain.embedder(DEFAULT_MODEL).identity
+
+
+def test_system_specs_with_rerank_and_fusion():
+    plain, reranked, fused = parse_systems(["bm25", "bm25+rerank", "bm25+rerank+rrf"], [])
+    assert (plain.rerank, reranked.rerank, fused.rerank) == (False, True, True)
+    assert (reranked.fusion, fused.fusion) == ("none", "rrf") and fused.name == "bm25+rerank+rrf"
+    two = parse_systems(["hybrid+rerank+rrf"], ["a/m1", "b/m2"])
+    assert [s.name for s in two] == ["hybrid@m1+rerank+rrf", "hybrid@m2+rerank+rrf"]
+    for bad in ("bm25+rrf", "bm25+rerank+x", "bm25+rerank+rrf+rrf"):
+        with pytest.raises(click.BadParameter):
+            parse_systems([bad], [])

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from localizer.rerank.fusion import apply_fusion, fuse_with_first_stage
 from localizer.rerank.parse import complete_order, mentioned_ids, parse_permutation
 from localizer.rerank.prompt import (PromptBudget, answer_text, build_prompt, count_tokens, neutralize_ids,
                                      truncate_tokens, user_text)
@@ -226,3 +227,39 @@ def test_footer_repeats_only_the_opening_of_the_issue():
     header, footer = prompt.text.split("GitHub Issue: ")
     assert "w49" in header and "w50" not in header
     assert footer.startswith("w0 w1 w2 w3 w4.") and "w5" not in footer
+
+
+# --------------------------------------------------------------------------- fusion with the first stage
+
+
+def test_fusion_keeps_agreement_and_breaks_ties_toward_the_model():
+    assert fuse_with_first_stage([0, 1, 2, 3]) == [0, 1, 2, 3]
+    # llm [2, 0, 1]: position 0 has ranks (2, 1), position 2 has (1, 3), position 1 has (3, 2)
+    assert fuse_with_first_stage([2, 0, 1]) == [0, 2, 1]
+    # a full reversal ties the ends and the middles in pairs; the model's order breaks each tie
+    assert fuse_with_first_stage([3, 2, 1, 0]) == [3, 0, 2, 1]
+    # a small k weighs the top places more: the model's first choice, last in the first stage, comes second
+    assert fuse_with_first_stage([4, 0, 1, 2, 3], k=1) == [0, 4, 1, 2, 3]
+    assert fuse_with_first_stage([4, 0, 1, 2, 3], k=60) == [0, 1, 4, 2, 3]
+
+
+def test_fusion_is_a_permutation_between_its_inputs():
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(1, 20)
+        llm = list(range(n))
+        rng.shuffle(llm)
+        fused = fuse_with_first_stage(llm, k=rng.randint(1, 100))
+        assert sorted(fused) == list(range(n))
+        # whatever is first was in the top half of at least one of the two orders
+        assert min(llm.index(fused[0]), fused[0]) <= (n - 1) // 2
+
+
+def test_fusion_rejects_bad_input():
+    assert apply_fusion("none", [1, 0]) == [1, 0]
+    with pytest.raises(ValueError, match="permutation"):
+        fuse_with_first_stage([0, 0, 1])
+    with pytest.raises(ValueError, match="unknown fusion"):
+        apply_fusion("borda", [0])
+    with pytest.raises(ValueError, match="at least 1"):
+        fuse_with_first_stage([0], k=0)

@@ -108,6 +108,34 @@ def test_harness_compares_bm25_with_and_without_rerank(toy_bench, tiny_loaded):
     assert run_info["timing_seconds"]["rerank"] >= 0
 
 
+def test_harness_shares_model_calls_between_plain_and_fused_rerank(toy_bench, tiny_loaded):
+    tmp_path, repos, data = toy_bench
+    reranker = _reverse_reranker(tiny_loaded, depth=3)
+    config = _config(tmp_path, repos, data, "bm25", "bm25+rerank", "bm25+rerank+rrf")
+    Harness(config, reranker=reranker).run()
+    records = [json.loads(line) for line in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
+    by_key = {(r["instance_id"], r["system"]): r for r in records}
+    for instance in ("acme__calc-1", "acme__calc-2"):
+        base, fused = by_key[(instance, "bm25")]["functions"], by_key[(instance, "bm25+rerank+rrf")]["functions"]
+        # the reversal [2, 1, 0] fused with [0, 1, 2]: the ends tie, the model breaks the tie
+        assert fused[:3] == [base[2], base[0], base[1]] and fused[3:] == base[3:]
+    assert reranker.scorer.calls == 2  # one model pass per instance for both rerank systems
+
+
+def test_reranker_fuses_with_the_input_order(tiny_loaded):
+    from localizer.rerank import Candidate
+
+    reranker = ListwiseReranker(RerankConfig(model="tiny", depth=4, window=10, stride=5, fusion="rrf"),
+                                loaded=tiny_loaded)
+    reranker._scorer = ReverseScorer()
+    cands = [Candidate(docid=str(i), text=f"def f{i}(): pass", score=1.0 - i / 10) for i in range(5)]
+    result = reranker.rerank("issue", cands)
+    assert [c.docid for c in result.candidates] == ["3", "0", "2", "1", "4"]
+    assert [c.score for c in result.candidates] == [c.score for c in cands]
+    with pytest.raises(ValueError, match="fusion"):
+        RerankConfig(fusion="borda")
+
+
 def test_cli_reranks_with_a_model_directory(sample_repo, index_dir, tmp_path, tiny_loaded):
     model_dir = tmp_path / "tiny-model"
     tiny_loaded.model.save_pretrained(model_dir)
@@ -117,7 +145,7 @@ def test_cli_reranks_with_a_model_directory(sample_repo, index_dir, tmp_path, ti
     common = ["--repo", sample_repo, "--index-dir", index_dir, "--issue", issue, "--format", "json", "--top-k", "6"]
     plain = json.loads(run(*common).stdout)
     result = run(*common, "--rerank", "--reranker", model_dir, "--rerank-depth", "5", "--rerank-window", "4",
-                 "--rerank-stride", "2", "--rerank-mode", "first-token")
+                 "--rerank-stride", "2", "--rerank-mode", "first-token", "--rerank-fusion", "rrf")
     assert result.exit_code == 0, result.stderr
     reranked = json.loads(result.stdout)
     key = [(f["path"], f["name"]) for f in reranked["functions"]]

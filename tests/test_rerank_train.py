@@ -365,9 +365,10 @@ def test_cli_teacher_train_eval(tmp_path, negatives_dir, tiny_dir):
                                                   "--model", str(tiny_dir), "--retrieve-with", "base", "--no-zero-shot",
                                                   "--adapter", str(run / "adapter"), "--depth", "3", "--window", "3", "--stride", "2",
                                                   "--candidate-tokens", "24", "--heldout-repo", HELD, "--device", "cpu",
-                                                  "--dtype", "fp32"])
+                                                  "--dtype", "fp32", "--fusion", "rrf"])
     assert r.exit_code == 0, r.output
     assert "retrieved: 4 queries, positive in the top 3 for" in r.output and "| trained |" in r.output
+    assert "| trained+rrf |" in r.output
     report = json.loads((tmp_path / "eval-retrieved" / "metrics.json").read_text())
     assert report["systems"]["retriever"] == "top 3 of base over the held-out codes"
     r = runner.invoke(teacher_rank_command, [str(negatives_dir), "--out", str(tmp_path / "bad"), "--mode", "teacher",
@@ -447,3 +448,26 @@ def test_retrieved_windows_search_all_heldout_codes_and_skip_lists_without_the_p
     calls.clear()
     again = evaluate(rows, tmp_path / "eval", {"reverse": reverse}, SPLIT, config, windows=other)
     assert len(calls) == 3 and again["results"]["reverse"]["mrr@10"] == pytest.approx(0.75)
+
+
+def test_fused_rows_come_from_stored_orders_without_model_calls(tmp_path):
+    from cornstack_train.rerank_eval import EvalConfig, evaluate, fused_ranker, heldout_windows
+
+    rows = negatives_rows()
+    config = EvalConfig(depth=4, max_queries=None, kinds=("docstring",))
+    windows = heldout_windows(rows, SPLIT, config)  # positives at index 1, 2, 1, 2 of 4
+
+    def to_top(ws):  # the "model" puts the positive first and reverses the rest
+        return [[w.positive_index] + [i for i in range(len(w.candidates))[::-1] if i != w.positive_index] for w in ws]
+
+    out = tmp_path / "eval"
+    with pytest.raises(ValueError, match="evaluate to-top first"):
+        evaluate(rows, out, {"to-top+rrf": fused_ranker("to-top", out)}, SPLIT, config)
+    report = evaluate(rows, out, {"to-top": to_top, "to-top+rrf": fused_ranker("to-top", out)}, SPLIT, config)
+    res = report["results"]
+    assert res["to-top"]["mrr@10"] == 1.0
+    # (model rank, first-stage rank) of index 0 is (4, 1): it comes second, after the positive at (1, 2) or (1, 3)
+    assert res["to-top+rrf"]["mrr@10"] == 1.0
+    stored = [json.loads(line) for line in (out / "ranks" / "to-top+rrf.jsonl").read_text().splitlines()]
+    expected = {1: [1, 0, 3, 2], 2: [2, 0, 1, 3]}
+    assert [r["order"] for r in stored] == [expected[w.positive_index] for w in windows]

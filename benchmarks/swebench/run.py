@@ -55,6 +55,7 @@ class System:
     model: str | None
     boost: bool = True
     rerank: bool = False  # the LLM listwise reranker reorders this retriever's top functions
+    fusion: str = "none"  # rrf: the reranked order fused with the retriever's (localizer.rerank.fusion)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def parse_model_backends(specs: Sequence[str], models: Sequence[str]) -> dict[st
 
 def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
     """``bm25``, ``dense``, ``hybrid``; a ``:raw`` suffix turns off mention boosts; a ``+rerank``
-    suffix (``bm25+rerank``, ``hybrid:raw+rerank``) adds the LLM listwise reranker on top.
+    suffix (``bm25+rerank``, ``hybrid:raw+rerank``) adds the LLM listwise reranker on top, and
+    ``+rerank+rrf`` fuses its order with the retriever's. ``bm25+rerank`` and ``bm25+rerank+rrf``
+    in one run share the model calls.
 
     ``bm25:plain`` is the vanilla baseline of the literature (raw text, plain
     word tokens, no boosts), kept to explain differences from reference numbers.
@@ -105,22 +108,25 @@ def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[Sys
     """
     systems: list[System] = []
     for spec in retrievers:
-        base, plus, stage = spec.partition("+")
-        if plus and stage != "rerank":
-            raise click.BadParameter(f"unknown stage {stage!r} in {spec!r} (only +rerank)")
-        rerank = bool(plus)
+        base, *stages = spec.split("+")
+        if stages not in ([], ["rerank"], ["rerank", "rrf"]):
+            raise click.BadParameter(f"unknown stages in {spec!r} (+rerank, optionally then +rrf)")
+        rerank = bool(stages)
+        fusion = "rrf" if stages[1:] == ["rrf"] else "none"
+        suffix = spec[len(base):]
         retriever, _, flag = base.partition(":")
         if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw", "plain") or (
             flag == "plain" and retriever != "bm25"
         ):
-            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, bm25:plain, dense, hybrid, optionally with :raw, then optionally +rerank)")
+            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, bm25:plain, dense, hybrid, optionally with "
+                                     ":raw, then optionally +rerank or +rerank+rrf)")
         boost = flag == ""
         if retriever == "bm25":
-            systems.append(System(spec, "bm25-plain" if flag == "plain" else retriever, None, boost, rerank))
+            systems.append(System(spec, "bm25-plain" if flag == "plain" else retriever, None, boost, rerank, fusion))
             continue
         for model in models:
-            name = spec if len(models) == 1 else f"{base}@{Path(model).name}{plus}{stage}"
-            systems.append(System(name, retriever, model, boost, rerank))
+            name = spec if len(models) == 1 else f"{base}@{Path(model).name}{suffix}"
+            systems.append(System(name, retriever, model, boost, rerank, fusion))
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         raise click.BadParameter("the same retriever/model was given twice")
@@ -159,6 +165,7 @@ class Harness:
     def __init__(self, config: HarnessConfig, reranker: ListwiseReranker | None = None) -> None:
         self.config = config
         self._reranker = reranker  # built on first use from config.rerank; injectable for tests
+        self._llm_orders: dict[tuple, list[int]] = {}  # (instance, head rows) -> the model's order of the head
         self._embedders: dict[str, Embedder] = {}
         self._readers: dict[Path, object] = {}
         self.timing: dict[str, float] = {}
@@ -177,15 +184,25 @@ class Harness:
         return self._reranker
 
     def _rerank(self, instance: Instance, index: RepoIndex, rows: list[int], scores: dict[int, float],
-                files: list[str]) -> tuple[list[int], list[str]]:
-        """Functions reranked by the LLM; files follow them (as ``localize --rerank`` does)."""
+                files: list[str], fusion: str = "none") -> tuple[list[int], list[str]]:
+        """Functions reranked by the LLM; files follow them (as ``localize --rerank`` does). The model's
+        order of a given head is computed once per instance, so fused and unfused systems share it."""
+        from localizer.rerank.fusion import apply_fusion
         from localizer.rerank.localize import promote_files, rerank_function_rows
 
-        started = time.perf_counter()
         reranker = self.reranker()
-        rows, _, _ = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
-        files = promote_files([index.chunks[row].path for row in rows[: reranker.config.depth]], files)
-        self._add_time("rerank", time.perf_counter() - started)
+        depth = reranker.config.depth
+        head = tuple(rows[:depth])
+        key = (instance.instance_id, head)
+        if key not in self._llm_orders:
+            started = time.perf_counter()
+            reranked, _, _ = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
+            position = {row: p for p, row in enumerate(head)}
+            self._llm_orders = {key: [position[row] for row in reranked[:depth]]}  # one instance's worth
+            self._add_time("rerank", time.perf_counter() - started)
+        order = apply_fusion(fusion, self._llm_orders[key], reranker.config.fusion_k)
+        rows = [head[p] for p in order] + list(rows[depth:])
+        files = promote_files([index.chunks[row].path for row in rows[:depth]], files)
         return rows, files
 
     def blob_reader(self, repo_dir: Path):
@@ -240,7 +257,7 @@ class Harness:
             files = order(file_scores)
             rows = order(function_scores)
             if system.rerank:
-                rows, files = self._rerank(instance, index, rows, function_scores, files)
+                rows, files = self._rerank(instance, index, rows, function_scores, files, system.fusion)
             functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in rows]
             files_via_functions = files_from_functions(functions)
             seconds = time.perf_counter() - started

@@ -4,7 +4,8 @@ It ties the pure parts together (prompt budgeting, sliding windows, permutation 
 around a scorer that holds the model. Only the top ``depth`` candidates are reordered; the
 rest keep their place below them. Scores are handed out by position from the original
 sorted scores, as rank_llm does, so they stay on the retriever's scale and decrease down the
-list; each candidate keeps its own retriever score in ``meta["retriever_score"]``.
+list; each candidate keeps its own retriever score in ``meta["retriever_score"]``. With
+``fusion="rrf"`` the model's order is fused with the first stage's (``fusion.py``) before that.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from .fusion import FUSIONS, apply_fusion
 from .models import DEFAULT_RERANKER, LoadedModel, load_reranker_model
 from .prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
 from .scorers import MODES, WindowScorer, make_scorer
@@ -45,8 +47,14 @@ class RerankConfig:
     dtype: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
     batch_size: int = 4
     system_message: str | None = SYSTEM_MESSAGE
+    fusion: str = "none"  # rrf: fuse the model's order with the first stage's (fusion.py)
+    fusion_k: int = 60
 
     def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown rerank fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if self.fusion_k < 1:
+            raise ValueError("the rerank fusion constant must be at least 1")
         if self.mode not in MODES:
             raise ValueError(f"unknown rerank mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.window < 2 or not 0 < self.stride <= self.window:
@@ -123,6 +131,10 @@ class ListwiseReranker:
 
         reranked, _ = sliding_rerank_batch(heads, self.config.window, self.config.stride, rank_windows)
         results = []
+        for i, head in enumerate(reranked):
+            position = {id(c): p for p, c in enumerate(heads[i])}
+            llm_order = [position[id(c)] for c in head]
+            reranked[i] = [heads[i][p] for p in apply_fusion(self.config.fusion, llm_order, self.config.fusion_k)]
         for q, head, tail, original, record in zip(qs, reranked, tails, candidate_lists, calls):
             ordered_scores = sorted((c.score for c in original[: len(head)]), reverse=True)
             for cand, score in zip(head, ordered_scores):
