@@ -101,7 +101,8 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
             llm = LLMTeacher(ListwiseReranker(RerankConfig(
                 model=teacher, window=window, stride=stride, depth=depth, mode=rank_mode, device=device, dtype=dtype,
                 batch_size=batch_size, issue_tokens=issue_tokens, candidate_tokens=candidate_tokens,
-                min_candidate_tokens=min_candidate_tokens, footer_issue_tokens=footer_issue_tokens)))
+                min_candidate_tokens=min_candidate_tokens, footer_issue_tokens=footer_issue_tokens,
+                fusion="none")))  # the teacher's own order, not mixed with the embedder's
         stats = teacher_rank(str(negatives), str(out), config, RepoSplit(heldout_fraction, tuple(heldout_repos)),
                              llm, overwrite, _progress("teacher-rank"))
     except (StageError, ValueError, ModelLoadError) as exc:
@@ -237,7 +238,7 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
             return RerankConfig(model=model, adapter=adapter, window=window, stride=stride, depth=depth, mode=rank_mode,
                                 device=device, dtype=dtype, batch_size=batch_size, issue_tokens=issue_tokens,
                                 candidate_tokens=candidate_tokens, min_candidate_tokens=min_candidate_tokens,
-                                footer_issue_tokens=footer_issue_tokens)
+                                footer_issue_tokens=footer_issue_tokens, fusion="none")  # +rrf rows: --fusion
 
         systems = {RETRIEVER: None}
         described = {RETRIEVER: "random order (--shuffle)" if shuffle else "first-stage (embedder) order"}

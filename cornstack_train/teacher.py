@@ -52,7 +52,8 @@ class LLMTeacher:
         lists = [[Candidate(docid=str(i), text=t, score=float(len(texts) - i)) for i, t in enumerate(texts)]
                  for texts in candidate_lists]
         results = self.reranker.rerank_batch(list(queries), lists)
-        return [[int(c.docid) for c in r.candidates] for r in results]
+        # the model's own order (never fused with the input order), then anything below the rerank depth
+        return [r.model_order + list(range(len(r.model_order), len(texts))) for r, texts in zip(results, candidate_lists)]
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,9 @@ def tiny_loaded():
         yield build()
 
 
-def _reverse_reranker(tiny_loaded, depth: int) -> ListwiseReranker:
-    reranker = ListwiseReranker(RerankConfig(model="tiny", depth=depth, window=10, stride=5), loaded=tiny_loaded)
+def _reverse_reranker(tiny_loaded, depth: int, fusion: str = "none") -> ListwiseReranker:
+    reranker = ListwiseReranker(RerankConfig(model="tiny", depth=depth, window=10, stride=5, fusion=fusion),
+                                loaded=tiny_loaded)
     reranker._scorer = ReverseScorer()
     return reranker
 
@@ -68,6 +69,11 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     assert [f.score for f in reranked.functions] == [f.score for f in plain.functions]  # scores by position
     assert reranked.files[0].path == names[0][0]  # files follow the reranked functions
     assert len({f.path for f in reranked.files}) == len(reranked.files)
+    # the default fuses the model's order with the retriever's: the reversal of 4 becomes [3, 0, 2, 1]
+    assert RerankConfig().fusion == "rrf"
+    localizer._reranker = _reverse_reranker(tiny_loaded, depth, fusion="rrf")
+    fused = [(f.path, f.name) for f in localizer.localize(CART_ISSUE).functions]
+    assert fused[:depth] == [before[3], before[0], before[2], before[1]] and fused[depth:] == before[depth:]
 
 
 def test_rerank_is_off_by_default():
@@ -131,6 +137,7 @@ def test_reranker_fuses_with_the_input_order(tiny_loaded):
     cands = [Candidate(docid=str(i), text=f"def f{i}(): pass", score=1.0 - i / 10) for i in range(5)]
     result = reranker.rerank("issue", cands)
     assert [c.docid for c in result.candidates] == ["3", "0", "2", "1", "4"]
+    assert result.model_order == [3, 2, 1, 0]  # the model's own order is kept for callers that fuse otherwise
     assert [c.score for c in result.candidates] == [c.score for c in cands]
     with pytest.raises(ValueError, match="fusion"):
         RerankConfig(fusion="borda")

@@ -196,9 +196,8 @@ class Harness:
         key = (instance.instance_id, head)
         if key not in self._llm_orders:
             started = time.perf_counter()
-            reranked, _, _ = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
-            position = {row: p for p, row in enumerate(head)}
-            self._llm_orders = {key: [position[row] for row in reranked[:depth]]}  # one instance's worth
+            _, _, result = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
+            self._llm_orders = {key: result.model_order}  # one instance's worth; fused below per system
             self._add_time("rerank", time.perf_counter() - started)
         order = apply_fusion(fusion, self._llm_orders[key], reranker.config.fusion_k)
         rows = [head[p] for p in order] + list(rows[depth:])
@@ -510,7 +509,8 @@ def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, rer
     if rerank_stride > rerank_window:
         raise click.BadParameter("--rerank-stride must not exceed --rerank-window")
     rerank = RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
-                          stride=rerank_stride, mode=rerank_mode, device=device)
+                          stride=rerank_stride, mode=rerank_mode, device=device,
+                          fusion="none")  # fusion is per system here (+rerank+rrf), from the model's own order
     config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
                            limit=limit, index_dir=index_dir, device=device, backend=backend,
                            model_backends=parse_model_backends(model_backends, models), clone=not no_clone, workers=workers,

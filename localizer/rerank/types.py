@@ -46,3 +46,6 @@ class Result:
     candidates: list[Candidate]
     invocations: list[WindowCall] = field(default_factory=list)
     seconds: float = 0.0
+    # The model's own best-first order of the reranked head, as positions in the input list, before
+    # any fusion with the first stage: what a caller needs to fuse differently.
+    model_order: list[int] = field(default_factory=list)
