@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from indexer.atomic import atomic_write_text
+from localizer.rerank.fusion import RRF_K
 from .evaluation import mrr_at_k, recall_at_k
 from .rerank_data import Window, candidate_text, first_stage_window, window_meta
 from .splits import RepoSplit
@@ -171,15 +172,19 @@ def _read_ranks(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def fused_ranker(name: str, out: str | Path, k: int = 60) -> Ranker:
+def fused_ranker(name: str, out: str | Path, k: int = RRF_K) -> Ranker:
     """System ``name``'s stored orders fused with the first stage's (``localizer.rerank.fusion``): a
-    row for fusion that costs no model call. ``name`` must have been evaluated on the same windows."""
+    row for fusion that costs no model call. ``name`` must have been evaluated on the same windows
+    before this row runs; its file is read once, on the first call."""
     from localizer.rerank.fusion import fuse_with_first_stage
 
     path = Path(out) / "ranks" / f"{name}.jsonl"
+    cache: dict[str, dict[str, dict[str, Any]]] = {}
 
     def rank(windows: Sequence[Window]) -> list[list[int]]:
-        stored = _read_ranks(path)
+        if "stored" not in cache:
+            cache["stored"] = _read_ranks(path)
+        stored = cache["stored"]
         orders = []
         for w in windows:
             row = stored.get(w.id)

@@ -16,6 +16,7 @@ import click
 from click.core import ParameterSource
 
 from indexer.errors import ModelLoadError
+from localizer.rerank.fusion import FUSIONS, RRF_K
 
 from .rerank_data import LOSSES
 from .splits import RepoSplit
@@ -101,8 +102,7 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
             llm = LLMTeacher(ListwiseReranker(RerankConfig(
                 model=teacher, window=window, stride=stride, depth=depth, mode=rank_mode, device=device, dtype=dtype,
                 batch_size=batch_size, issue_tokens=issue_tokens, candidate_tokens=candidate_tokens,
-                min_candidate_tokens=min_candidate_tokens, footer_issue_tokens=footer_issue_tokens,
-                fusion="none")))  # the teacher's own order, not mixed with the embedder's
+                min_candidate_tokens=min_candidate_tokens, footer_issue_tokens=footer_issue_tokens)))
         stats = teacher_rank(str(negatives), str(out), config, RepoSplit(heldout_fraction, tuple(heldout_repos)),
                              llm, overwrite, _progress("teacher-rank"))
     except (StageError, ValueError, ModelLoadError) as exc:
@@ -204,9 +204,9 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
 @click.option("--retrieve-with", "retriever_model", default=None, metavar="MODEL",
               help="Build each list by searching all held-out codes with this embedder (base, a `train` output, any "
               "sentence-transformers id or dir): STAGE may then be any pairs stage, best the unfiltered `mine` one.")
-@click.option("--fusion", type=click.Choice(["none", "rrf"]), default="none", show_default=True,
+@click.option("--fusion", type=click.Choice(FUSIONS), default="none", show_default=True,
               help="rrf: also a NAME+rrf row per reranker, its order fused with the first stage's (no model calls).")
-@click.option("--fusion-k", type=click.IntRange(1), default=60, show_default=True, help="The RRF constant.")
+@click.option("--fusion-k", type=click.IntRange(1), default=RRF_K, show_default=True, help="The RRF constant.")
 @_budget_options
 @_split_options
 def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max_queries, kinds, window, stride, rank_mode,

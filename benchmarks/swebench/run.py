@@ -165,7 +165,9 @@ class Harness:
     def __init__(self, config: HarnessConfig, reranker: ListwiseReranker | None = None) -> None:
         self.config = config
         self._reranker = reranker  # built on first use from config.rerank; injectable for tests
-        self._llm_orders: dict[tuple, list[int]] = {}  # (instance, head rows) -> the model's order of the head
+        # ((instance, head rows), the model's order of that head): the last one, shared by the rerank
+        # systems of one instance that rerank the same head
+        self._model_order: tuple[tuple, list[int]] | None = None
         self._embedders: dict[str, Embedder] = {}
         self._readers: dict[Path, object] = {}
         self.timing: dict[str, float] = {}
@@ -194,12 +196,12 @@ class Harness:
         depth = reranker.config.depth
         head = tuple(rows[:depth])
         key = (instance.instance_id, head)
-        if key not in self._llm_orders:
+        if self._model_order is None or self._model_order[0] != key:
             started = time.perf_counter()
             _, _, result = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
-            self._llm_orders = {key: result.model_order}  # one instance's worth; fused below per system
+            self._model_order = (key, result.model_order)  # fused below, per system
             self._add_time("rerank", time.perf_counter() - started)
-        order = apply_fusion(fusion, self._llm_orders[key], reranker.config.fusion_k)
+        order = apply_fusion(fusion, self._model_order[1], reranker.config.fusion_k)
         rows = [head[p] for p in order] + list(rows[depth:])
         files = promote_files([index.chunks[row].path for row in rows[:depth]], files)
         return rows, files

@@ -14,9 +14,10 @@ from typing import Sequence
 from ..ranking import reciprocal_rank_fusion
 
 FUSIONS = ("none", "rrf")
+RRF_K = 60  # the usual RRF constant, as the hybrid retriever uses
 
 
-def fuse_with_first_stage(llm_order: Sequence[int], k: int = 60) -> list[int]:
+def fuse_with_first_stage(llm_order: Sequence[int], k: int = RRF_K) -> list[int]:
     """Positions of a first-stage list (0 is its best) in the RRF order of the LLM and the first stage.
 
     ``llm_order`` is the LLM's best-first order of those positions, a permutation of ``range(n)``.
@@ -30,7 +31,7 @@ def fuse_with_first_stage(llm_order: Sequence[int], k: int = 60) -> list[int]:
     return sorted(llm_order, key=lambda position: (-fused[position], llm_rank[position]))
 
 
-def apply_fusion(fusion: str, llm_order: Sequence[int], k: int = 60) -> list[int]:
+def apply_fusion(fusion: str, llm_order: Sequence[int], k: int = RRF_K) -> list[int]:
     """``llm_order`` itself for ``none``; its fusion with the first stage for ``rrf``."""
     if fusion == "none":
         return list(llm_order)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from .fusion import FUSIONS, apply_fusion
+from .fusion import FUSIONS, RRF_K, apply_fusion
 from .models import DEFAULT_RERANKER, LoadedModel, load_reranker_model
 from .prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
 from .scorers import MODES, WindowScorer, make_scorer
@@ -51,7 +51,7 @@ class RerankConfig:
     # rrf: fuse the model's order with the first stage's (fusion.py); measured better than the model's
     # order alone on SWE-bench, zero-shot and trained (benchmarks/RESULTS.md). none: the model's order.
     fusion: str = "rrf"
-    fusion_k: int = 60
+    fusion_k: int = RRF_K
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
