@@ -21,6 +21,7 @@ from localizer.onnx_backend import BACKENDS
 from .curriculum import SCHEDULES
 from .records import StageError
 from .sampler import MODES
+from .training import HARDNESS_MODES, LOSS_DIRECTIONS
 from .splits import RepoSplit
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -81,6 +82,14 @@ def _fail(exc: Exception) -> None:
               help="Share of steps with linear LR warm-up.")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
               help="InfoNCE logit scale (1 / loss temperature).")
+@click.option("--loss-direction", "directions", multiple=True, type=click.Choice(LOSS_DIRECTIONS),
+              default=("query_to_doc",), show_default=True,
+              help="InfoNCE terms in one joint softmax (repeat the flag): doc_to_query makes it symmetric, "
+                   "query_to_query and doc_to_doc add GTE's extra in-batch terms. Must include query_to_doc.")
+@click.option("--hardness-mode", type=click.Choice(HARDNESS_MODES), default=None,
+              help="Up-weight hard negatives inside the softmax by --hardness-strength × their (detached) similarity.")
+@click.option("--hardness-strength", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="The alpha of --hardness-mode (Lan et al. 2025 use 9 for in_batch_negatives).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/model.")
@@ -119,7 +128,8 @@ def train_command(ctx: click.Context, **opts) -> None:
             schedule="constant" if opts["no_curriculum"] else opts["schedule"], batch_size=opts["batch_size"],
             mini_batch_size=opts["mini_batch_size"], cached=not opts["no_cache"], epochs=opts["epochs"],
             max_steps=opts["max_steps"], lr=opts["lr"], warmup_ratio=opts["warmup_ratio"], scale=opts["scale"],
-            seed=opts["seed"], resume=opts["resume"], bf16=opts["bf16"], device=opts["device"],
+            directions=tuple(opts["directions"]), hardness_mode=opts["hardness_mode"],
+            hardness_strength=opts["hardness_strength"], seed=opts["seed"], resume=opts["resume"], bf16=opts["bf16"], device=opts["device"],
             threads=opts["threads"], lora=opts["lora"], lora_rank=opts["lora_rank"], lora_alpha=2 * opts["lora_rank"],
             freeze_embeddings=not opts["train_embeddings"], max_seq_length=opts["max_seq_length"],
             save_steps=opts["save_steps"], logging_steps=opts["logging_steps"], max_rows=opts["max_rows"],

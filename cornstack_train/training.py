@@ -53,6 +53,11 @@ from .splits import RepoSplit
 log = logging.getLogger("cornstack_train.train")
 
 LORA_TARGETS = ("query", "key", "value", "dense")
+# The InfoNCE terms sentence-transformers' MNRL can add to the standard query→document one: the reverse
+# document→query term (symmetric InfoNCE), and query→query / document→document terms (GTE's "improved
+# contrastive loss"). They reuse the embeddings already computed for the batch, so they cost no encoding.
+LOSS_DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")
+HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     scale: float = 20.0  # InfoNCE logit scale = 1 / loss temperature
+    directions: tuple[str, ...] = ("query_to_doc",)  # InfoNCE terms; see LOSS_DIRECTIONS
+    hardness_mode: str | None = None  # None | in_batch_negatives | hard_negatives | all_negatives
+    hardness_strength: float = 0.0
     seed: int = 0
     resume: bool = False
     bf16: bool = False
@@ -100,6 +108,15 @@ class TrainConfig:
             raise ValueError("--hard-negatives must be >= 0")
         if self.batch_size < 2:
             raise ValueError("--batch-size must be >= 2 (in-batch negatives)")
+        object.__setattr__(self, "directions", tuple(self.directions))  # JSON round trips give lists
+        unknown = [d for d in self.directions if d not in LOSS_DIRECTIONS]
+        if unknown or "query_to_doc" not in self.directions:
+            raise ValueError(f"--loss-direction must include query_to_doc and be among {', '.join(LOSS_DIRECTIONS)}"
+                             + (f" (got {', '.join(unknown)})" if unknown else ""))
+        if self.hardness_mode is not None and self.hardness_mode not in HARDNESS_MODES:
+            raise ValueError(f"--hardness-mode must be one of {', '.join(HARDNESS_MODES)}")
+        if self.hardness_strength < 0:
+            raise ValueError("--hardness-strength must be >= 0")
 
     def curriculum(self) -> Curriculum:
         return Curriculum(self.tau_start, self.tau_end, self.schedule)
@@ -370,10 +387,29 @@ def make_loss(model, config: TrainConfig, distributed: bool):
         MultipleNegativesRankingLoss,
     )
 
-    if config.cached:
-        return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size,
-                                                  gather_across_devices=distributed)
-    return MultipleNegativesRankingLoss(model, scale=config.scale, gather_across_devices=distributed)
+    options = loss_options(config)
+    try:
+        if config.cached:
+            return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size,
+                                                      gather_across_devices=distributed, **options)
+        return MultipleNegativesRankingLoss(model, scale=config.scale, gather_across_devices=distributed, **options)
+    except TypeError as exc:
+        if not options:
+            raise
+        raise ValueError(f"this sentence-transformers has no {', '.join(options)} on its ranking losses "
+                         f"(--loss-direction, --hardness-*): upgrade it ({exc})") from exc
+
+
+def loss_options(config: TrainConfig) -> dict[str, Any]:
+    """Only the loss arguments that differ from plain InfoNCE, so the default run works on older
+    sentence-transformers releases, which lack them."""
+    options: dict[str, Any] = {}
+    if tuple(config.directions) != ("query_to_doc",):
+        options["directions"] = tuple(config.directions)
+    if config.hardness_mode is not None and config.hardness_strength > 0:
+        options["hardness_mode"] = config.hardness_mode
+        options["hardness_strength"] = config.hardness_strength
+    return options
 
 
 # --------------------------------------------------------------------------- trainer

@@ -226,3 +226,63 @@ def test_step_bench_settings():
         "max_seq_length": 128}
     with pytest.raises(click.BadParameter):
         parse_setting("batch32")
+
+
+def test_loss_options_only_name_what_differs_from_plain_infonce():
+    from cornstack_train.training import loss_options
+
+    plain = TrainConfig(data=Path("x"), out=Path("y"))
+    assert loss_options(plain) == {}
+    symmetric = TrainConfig(data=Path("x"), out=Path("y"), directions=("query_to_doc", "doc_to_query"),
+                            hardness_mode="in_batch_negatives", hardness_strength=9.0)
+    assert loss_options(symmetric) == {"directions": ("query_to_doc", "doc_to_query"),
+                                       "hardness_mode": "in_batch_negatives", "hardness_strength": 9.0}
+    # a mode with no strength is plain InfoNCE: nothing to pass
+    assert loss_options(TrainConfig(data=Path("x"), out=Path("y"), hardness_mode="hard_negatives")) == {}
+    with pytest.raises(ValueError, match="query_to_doc"):
+        TrainConfig(data=Path("x"), out=Path("y"), directions=("doc_to_query",))
+    with pytest.raises(ValueError, match="sideways"):
+        TrainConfig(data=Path("x"), out=Path("y"), directions=("query_to_doc", "sideways"))
+    with pytest.raises(ValueError, match="hardness-mode"):
+        TrainConfig(data=Path("x"), out=Path("y"), hardness_mode="hardest")
+
+
+def test_extra_loss_directions_reach_the_loss(workspace):
+    """A joint softmax over query→doc and doc→query has a larger denominator than query→doc alone, so on the
+    same model and batch the symmetric loss must be strictly larger: the flag is not silently dropped."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from cornstack_train.training import make_loss
+
+    model = SentenceTransformer(str(workspace["model"]), device="cpu")
+    rows = corpus_rows(8, negatives=0)
+    features = [model.tokenize([r[key] for r in rows]) for key in ("query", "positive")]
+
+    def value(**overrides) -> float:
+        loss = make_loss(model, TrainConfig(data=Path("x"), out=Path("y"), cached=False, **overrides), False)
+        with torch.no_grad():
+            return float(loss(features, None))
+
+    plain, symmetric = value(), value(directions=("query_to_doc", "doc_to_query"))
+    weighted = value(hardness_mode="in_batch_negatives", hardness_strength=9.0)
+    assert symmetric > plain + 1e-4 and weighted > plain + 1e-4, (plain, symmetric, weighted)
+
+
+def test_cli_symmetric_loss_trains(workspace):
+    from click.testing import CliRunner
+
+    from cornstack_train.stages_train import train_command
+
+    out = workspace["root"] / "run-symmetric"
+    args = [str(workspace["stage"]), "--out", str(out), "--model", str(workspace["model"]),
+            "--batch-size", "8", "--max-steps", "2", "--hard-negatives", "1", "--no-cache",
+            "--loss-direction", "query_to_doc", "--loss-direction", "doc_to_query",
+            "--heldout-repo", "org/repo3", "--threads", "1", "--device", "cpu", "--max-seq-length", "48",
+            "--no-export"]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((out / "train_stats.json").read_text())
+    assert stats["config"]["directions"] == ["query_to_doc", "doc_to_query"] and stats["run"]["global_step"] == 2
+    bad = CliRunner().invoke(train_command, args[:12] + ["--loss-direction", "doc_to_query"] + args[16:])
+    assert bad.exit_code == 1 and "must include query_to_doc" in bad.output, bad.output
