@@ -16,6 +16,7 @@ from cornstack_train.evaluation import (  # noqa: E402
     EvalConfig,
     build_heldout,
     evaluate,
+    first_relevant_of_any,
     first_relevant_ranks,
     mrr_at_k,
     parse_model_spec,
@@ -44,6 +45,32 @@ def test_ranks_and_metrics_on_hand_made_rankings():
     assert mrr_at_k([], 10) == 0.0 and recall_at_k([], 1) == 0.0
     with pytest.raises(ValueError):
         first_relevant_ranks(ranked, [1, 2])
+
+
+def test_any_positive_rank_takes_the_first_of_the_query_positives():
+    ranked = np.array([
+        [5, 3, 1],  # own positive 3 at rank 2, but 5 (the same commit) is first
+        [0, 5, 7],  # none of 8, 9
+        [4, 6, 8],  # 8 at rank 3
+    ])
+    assert first_relevant_ranks(ranked, [3, 9, 8]).tolist() == [2, 0, 3]
+    assert first_relevant_of_any(ranked, [(3, 5), (8, 9), (8,)]).tolist() == [1, 0, 3]
+    with pytest.raises(ValueError):
+        first_relevant_of_any(ranked, [(1,)])
+
+
+def test_heldout_relevant_sets_join_rows_of_one_query_in_one_repo():
+    rows = corpus_rows(16, repos=4, negatives=0)
+    rows[7]["query"] = rows[3]["query"]  # one commit message, two changed functions (org/repo3)
+    rows[6]["query"] = rows[3]["query"]  # the same text in org/repo2 is another commit
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    held = build_heldout(columns, RepoSplit(heldout_repos=("org/repo2", "org/repo3")))
+    # held-out rows in order: 2, 3, 6, 7, 10, 11, 14, 15
+    row3, row6, row7 = 1, 2, 3
+    assert held.relevant[row3] == held.relevant[row7] == tuple(sorted((held.gold[row3], held.gold[row7])))
+    assert held.relevant[row6] == (held.gold[row6],)
+    assert [len(r) for i, r in enumerate(held.relevant) if i not in (row3, row7)] == [1] * 6
+    assert all(held.gold[i] in held.relevant[i] for i in range(len(held.queries)))
 
 
 def test_search_is_exact_inner_product():
@@ -89,8 +116,9 @@ def test_eval_end_to_end_with_two_models(tmp_path):
     for metrics in report["results"].values():
         assert 0 <= metrics["recall@1"] <= metrics["recall@10"] <= 1 and metrics["queries"] == 16
         assert set(metrics["by_language"]) == {"python", "go"}
+        assert metrics["any_positive"]["mrr@10"] >= metrics["mrr@10"] and metrics["any_positive"]["queries"] == 16
     table = (tmp_path / "eval" / "metrics.md").read_text()
-    assert "| a |" in table and "| b |" in table and "MRR@10" in table
+    assert "| a |" in table and "| b |" in table and "MRR@10 any positive" in table
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"] == report["results"]
 
     result = CliRunner().invoke(eval_command, [str(stage), "-o", str(tmp_path / "cli"), "--model",
