@@ -274,17 +274,16 @@ def markdown_table(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, metrics in report["results"].items():
-        extra = metrics.get("any_positive", {})
+        any_positive = metrics["any_positive"]
         lines.append(f"| {label} | {metrics['mrr@10']:.4f} | {metrics['recall@1']:.4f} | {metrics['recall@10']:.4f} "
-                     f"| {extra.get('mrr@10', float('nan')):.4f} | {extra.get('recall@10', float('nan')):.4f} |")
+                     f"| {any_positive['mrr@10']:.4f} | {any_positive['recall@10']:.4f} |")
     kinds = sorted({kind for m in report["results"].values() for kind in m["by_kind"]})
     if len(kinds) > 1:
         lines += ["", "MRR@10 by pair kind (own positive / any positive):", "",
                   "| model | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
         for label, metrics in report["results"].items():
-            any_kind = metrics.get("any_positive", {}).get("by_kind", {})
-            cells = [f"{metrics['by_kind'].get(kind, {}).get('mrr@10', float('nan')):.4f} / "
-                     f"{any_kind.get(kind, {}).get('mrr@10', float('nan')):.4f}" for kind in kinds]
+            any_kind = metrics["any_positive"]["by_kind"]
+            cells = [f"{metrics['by_kind'][kind]['mrr@10']:.4f} / {any_kind[kind]['mrr@10']:.4f}" for kind in kinds]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     languages = sorted({lang for m in report["results"].values() for lang in m["by_language"]})
     if len(languages) > 1:
