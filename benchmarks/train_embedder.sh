@@ -69,20 +69,25 @@ fi
 
 cornstack-train mine --sources-dir "$repos" ${bench_repos:+--benchmark-repos-dir "$bench_repos"} \
     --max-pairs-per-repo 1500 --max-commits 1000 -o "$data/mined"
+# Each recipe has its own negatives and run directories: every stage skips a finished output, so a
+# WORK made by the other recipe (or by this script before 2026-12-06, which filtered) must not be
+# picked up as this one's. FILTER=1 keeps the old names, so such a WORK resumes as it was.
 if [[ ${FILTER:-0} == 1 ]]; then
+    negatives=$data/negatives model=$runs/embedder
     cornstack-train filter "$data/mined" -o "$data/filtered" "${encode[@]}"
-    cornstack-train negatives "$data/filtered" -o "$data/negatives" "${encode[@]}"
+    cornstack-train negatives "$data/filtered" -o "$negatives" "${encode[@]}"
 else
-    cornstack-train negatives "$data/mined" -o "$data/negatives" "${encode[@]}"
+    negatives=$data/negatives-all model=$runs/embedder-all
+    cornstack-train negatives "$data/mined" -o "$negatives" "${encode[@]}"
 fi
-if [[ -f $runs/embedder/train_stats.json && -d $runs/embedder/model ]]; then
-    echo "train: $runs/embedder already trained" >&2
+if [[ -f $model/train_stats.json && -d $model/model ]]; then
+    echo "train: $model already trained" >&2
 else
     resume=()
-    [[ -d $runs/embedder/checkpoints ]] && resume=(--resume)
+    [[ -d $model/checkpoints ]] && resume=(--resume)
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
-        "$data/negatives" -o "$runs/embedder" "${train[@]}" "${heldout[@]}" "${resume[@]}"
+        "$negatives" -o "$model" "${train[@]}" "${heldout[@]}" "${resume[@]}"
 fi
-cornstack-train eval "$data/mined" -o "$runs/embedder/eval" --model base --model trained="$runs/embedder" \
+cornstack-train eval "$data/mined" -o "$model/eval" --model base --model trained="$model" \
     --max-queries 1000 "${heldout[@]}"
-echo "model: $runs/embedder/model (delta: $runs/embedder/delta); localize --model $runs/embedder/model" >&2
+echo "model: $model/model (delta: $model/delta); localize --model $model/model" >&2

@@ -42,11 +42,11 @@ def test_script_trains_and_evaluates_on_tiny_repositories(tmp_path):
            "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(["bash", str(SCRIPT), str(work)], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    stats = json.loads((work / "runs/embedder/train_stats.json").read_text())
+    stats = json.loads((work / "runs/embedder-all/train_stats.json").read_text())
     assert stats["run"]["global_step"] == 2 and stats["run"]["world_size"] == 2
     assert stats["data"]["split"]["heldout_repos"] == ["acme/three"]
-    assert (work / "runs/embedder/model/modules.json").is_file()
-    metrics = json.loads((work / "runs/embedder/eval/metrics.json").read_text())
+    assert (work / "runs/embedder-all/model/modules.json").is_file()
+    metrics = json.loads((work / "runs/embedder-all/eval/metrics.json").read_text())
     assert set(metrics["results"]) == {"base", "trained"} and metrics["heldout"]["repos"] == ["acme/three"]
     # Rerun: every stage is finished, nothing is redone.
     again = subprocess.run(["bash", str(SCRIPT), str(work)], env=env, capture_output=True, text=True, timeout=900)
