@@ -17,6 +17,15 @@
 # By default hard negatives are mined for every mined pair and training runs 600 steps: measured best
 # (held-out MRR@10 +5.1 over the base, benchmarks/RESULTS.md, "600 steps"). FILTER=1 trains on the
 # dual-consistency-filtered pairs instead (the paper's step; +4.0 at 360 steps, no better at this scale).
+#
+# SOURCES=registry trains on package-registry releases instead of git repositories: the releases of
+# docs/registry-sources.json from PyPI, npm and Debian (`cornstack-train download`), docstring pairs
+# only (a release has no history to mine commits from). This is the recipe for weights that ship
+# inside the package, which must not be built from code fetched from GitHub. Its held-out eval mines
+# docs/registry-heldout.json (the held-out projects' releases); when WORK/data/mined from a git run is
+# there, the model is also scored on that held-out sample, the one the git-trained figures use.
+# REGISTRY_LIST and REGISTRY_HELDOUT override the two lists; PYPI_URL, NPM_URL and DEBIAN_URL point
+# at mirrors.
 set -euo pipefail
 
 work=${1:?usage: benchmarks/train_embedder.sh WORK [SWE_BENCH_REPOS_DIR]}
@@ -25,8 +34,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 manifest=${MANIFEST:-$root/docs/train-repos.json}
 repos=$work/train-repos data=$work/data runs=$work/runs
 mkdir -p "$repos" "$data" "$runs"
+sources=${SOURCES:-git}
+[[ $sources == git || $sources == registry ]] || { echo "SOURCES must be git or registry, not $sources" >&2; exit 2; }
 
-python - "$manifest" "$repos" <<'PY'
+[[ $sources == git ]] && python - "$manifest" "$repos" <<'PY'
 import json, subprocess, sys
 from pathlib import Path
 
@@ -65,6 +76,43 @@ else
     # 2 processes x 16 = a global batch of 32, negatives gathered across them.
     train=(--batch-size $((32 / nproc)) --hard-negatives 3 --no-cache --max-seq-length 128 --threads 1
            --max-steps ${MAX_STEPS:-600} --lr 5e-5 --save-steps 25 "${bf16[@]}")
+fi
+
+if [[ $sources == registry ]]; then
+    # Exit status 1 means some packages failed (listed); the rest are kept, so stop and let a rerun retry.
+    mirrors=(${PYPI_URL:+--pypi-url "$PYPI_URL"} ${NPM_URL:+--npm-url "$NPM_URL"} ${DEBIAN_URL:+--debian-url "$DEBIAN_URL"})
+    cornstack-train download "${REGISTRY_LIST:-$root/docs/registry-sources.json}" -o "$work/registry-sources" \
+        "${mirrors[@]}"
+    cornstack-train download "${REGISTRY_HELDOUT:-$root/docs/registry-heldout.json}" -o "$work/registry-heldout" \
+        "${mirrors[@]}"
+    for kind in sources heldout; do
+        cornstack-train mine --sources-dir "$work/registry-$kind" ${bench_repos:+--benchmark-repos-dir "$bench_repos"} \
+            --max-pairs-per-repo 1500 --no-commits -o "$data/mined-registry-$kind"
+    done
+    registry_heldout=()
+    for repo in $(python -c 'import json, sys; print(" ".join(e["repo"] for e in json.load(open(sys.argv[1]))))' \
+                  "$work/registry-heldout/manifest.json"); do
+        registry_heldout+=(--heldout-repo "$repo")
+    done
+    negatives=$data/negatives-registry model=$runs/embedder-registry
+    cornstack-train negatives "$data/mined-registry-sources" -o "$negatives" "${encode[@]}"
+    if [[ -f $model/train_stats.json && -d $model/model ]]; then
+        echo "train: $model already trained" >&2
+    else
+        resume=()
+        [[ -d $model/checkpoints ]] && resume=(--resume)
+        OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
+            "$negatives" -o "$model" "${train[@]}" --heldout-fraction 0 "${resume[@]}"
+    fi
+    # The held-out projects are a list of their own, so training keeps every package of its list.
+    cornstack-train eval "$data/mined-registry-heldout" -o "$model/eval-registry" --model base \
+        --model trained="$model" --max-queries 1000 "${registry_heldout[@]}"
+    if [[ -d $data/mined/data ]]; then
+        cornstack-train eval "$data/mined" -o "$model/eval" --model base --model trained="$model" \
+            --max-queries 1000 "${heldout[@]}"
+    fi
+    echo "model: $model/model (delta: $model/delta); localize --model $model/model" >&2
+    exit 0
 fi
 
 cornstack-train mine --sources-dir "$repos" ${bench_repos:+--benchmark-repos-dir "$bench_repos"} \

@@ -3,6 +3,7 @@
 The stages hand each other ``datasets`` directories (records.py), so they can
 be run, resumed and inspected one at a time:
 
+    cornstack-train download docs/registry-sources.json --out sources/   # optional: registry code
     cornstack-train mine SOURCES... --out data/mined
     cornstack-train filter data/mined --out data/filtered
     cornstack-train negatives data/filtered --out data/negatives
@@ -24,6 +25,7 @@ import click
 from .stages_ablation import ablate_command
 from .stages_data import filter_command, mine_command, negatives_command
 from .stages_rerank import eval_reranker_command, teacher_rank_command, train_reranker_command
+from .stages_sources import download_command
 from .stages_train import eval_command, harness_command, train_command
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -42,7 +44,7 @@ def main(verbose: int) -> None:
                         stream=sys.stderr, format="cornstack-train: %(message)s")
 
 
-for _command in (mine_command, filter_command, negatives_command, train_command, eval_command, harness_command,
+for _command in (download_command, mine_command, filter_command, negatives_command, train_command, eval_command, harness_command,
                  ablate_command,
                  teacher_rank_command, train_reranker_command, eval_reranker_command):
     main.add_command(_command)
