@@ -78,6 +78,19 @@ else
            --max-steps ${MAX_STEPS:-600} --lr 5e-5 --save-steps 25 "${bf16[@]}")
 fi
 
+# train_model NEGATIVES MODEL [flags]: train, resuming from checkpoints; a finished model is kept.
+train_model() {
+    local negatives=$1 model=$2 resume=()
+    shift 2
+    if [[ -f $model/train_stats.json && -d $model/model ]]; then
+        echo "train: $model already trained" >&2
+        return
+    fi
+    [[ -d $model/checkpoints ]] && resume=(--resume)
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
+        "$negatives" -o "$model" "${train[@]}" "$@" "${resume[@]}"
+}
+
 if [[ $sources == registry ]]; then
     # Exit status 1 means some packages failed (listed); the rest are kept, so stop and let a rerun retry.
     mirrors=(${PYPI_URL:+--pypi-url "$PYPI_URL"} ${NPM_URL:+--npm-url "$NPM_URL"} ${DEBIAN_URL:+--debian-url "$DEBIAN_URL"})
@@ -96,15 +109,8 @@ if [[ $sources == registry ]]; then
     done
     negatives=$data/negatives-registry model=$runs/embedder-registry
     cornstack-train negatives "$data/mined-registry-sources" -o "$negatives" "${encode[@]}"
-    if [[ -f $model/train_stats.json && -d $model/model ]]; then
-        echo "train: $model already trained" >&2
-    else
-        resume=()
-        [[ -d $model/checkpoints ]] && resume=(--resume)
-        OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
-            "$negatives" -o "$model" "${train[@]}" --heldout-fraction 0 "${resume[@]}"
-    fi
     # The held-out projects are a list of their own, so training keeps every package of its list.
+    train_model "$negatives" "$model" --heldout-fraction 0
     cornstack-train eval "$data/mined-registry-heldout" -o "$model/eval-registry" --model base \
         --model trained="$model" --max-queries 1000 "${registry_heldout[@]}"
     if [[ -d $data/mined/data ]]; then
@@ -128,14 +134,7 @@ else
     negatives=$data/negatives-all model=$runs/embedder-all
     cornstack-train negatives "$data/mined" -o "$negatives" "${encode[@]}"
 fi
-if [[ -f $model/train_stats.json && -d $model/model ]]; then
-    echo "train: $model already trained" >&2
-else
-    resume=()
-    [[ -d $model/checkpoints ]] && resume=(--resume)
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
-        "$negatives" -o "$model" "${train[@]}" "${heldout[@]}" "${resume[@]}"
-fi
+train_model "$negatives" "$model" "${heldout[@]}"
 cornstack-train eval "$data/mined" -o "$model/eval" --model base --model trained="$model" \
     --max-queries 1000 "${heldout[@]}"
 echo "model: $model/model (delta: $model/delta); localize --model $model/model" >&2

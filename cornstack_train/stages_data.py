@@ -34,7 +34,7 @@ def _summary(stats: dict, keys: tuple[str, ...]) -> None:
     click.echo(json.dumps({k: stats[k] for k in keys if k in stats}, indent=1), err=True)
 
 
-class _Bar:
+class StageProgress:
     """A tqdm bar on stderr, driven by (done, total) callbacks; a line a minute when stderr is no terminal."""
 
     def __init__(self, desc: str, unit: str) -> None:
@@ -44,16 +44,19 @@ class _Bar:
         self._bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
         self._start = self._last = time.monotonic()
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, name: str | None = None) -> None:
         if self._bar.disable:
             now = time.monotonic()
             if now - self._last >= 60 or done >= total:
                 self._last = now
                 rate = done / max(now - self._start, 1e-9)
-                click.echo(f"{self._desc}: {done}/{total} {self._unit}s ({rate:.1f}/s)", err=True)
+                at = f", at {name}" if name else ""
+                click.echo(f"{self._desc}: {done}/{total} {self._unit}s ({rate:.1f}/s{at})", err=True)
             return
         self._bar.total = total
         self._bar.n = done
+        if name is not None:
+            self._bar.set_postfix_str(name, refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
@@ -136,17 +139,9 @@ def mine_command(sources, out, sources_dir, rev, max_pairs_per_repo, max_commits
         near_dup_threshold=None if near_dup_threshold >= 1 else near_dup_threshold,
         benchmark_repos_dir=benchmark_repos_dir, include_tests=include_tests,
     )
-    from tqdm import tqdm
-
-    bar = tqdm(desc="mine", unit="source", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
-
-    def progress(name: str, index: int, total: int) -> None:
-        bar.total = total
-        bar.n = index
-        bar.set_postfix_str(name)
-
+    bar = StageProgress("mine", "source")
     try:
-        stats = run_mine(config, out, overwrite=overwrite, progress=progress)
+        stats = run_mine(config, out, overwrite=overwrite, progress=lambda name, index, total: bar(index, total, name))
     except (MiningError, StageError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -188,7 +183,7 @@ def filter_command(input_dir, out, top_k, threshold, rank_depth, encode_shard, m
                           backend=backend,
                           top_k=top_k, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
                           rank_depth=rank_depth, cache_dir=cache_dir, encode_shard=shard)
-    bar = _Bar("filter: encode", "text")
+    bar = StageProgress("filter: encode", "text")
     try:
         stats = run_filter(config, input_dir, out, overwrite=overwrite, on_progress=bar)
     except (StageError, ModelLoadError) as exc:
@@ -231,7 +226,7 @@ def negatives_command(input_dir, out, top_n, search_depth, margin, max_score, ma
                              backend=backend,
                              top_n=top_n, search_depth=search_depth, margin=margin, max_score=max_score,
                              max_code_similarity=max_code_similarity, cache_dir=cache_dir)
-    bar = _Bar("negatives: encode", "text")
+    bar = StageProgress("negatives: encode", "text")
     try:
         stats = run_negatives(config, input_dir, out, overwrite=overwrite, on_progress=bar)
     except (StageError, ModelLoadError) as exc:

@@ -7,11 +7,11 @@ Thin over :func:`cornstack_train.registry.download_packages`; registered by the
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from .registry import RegistryConfig, RegistryError, download_packages, load_package_list
+from .stages_data import StageProgress
 
 
 @click.command("download")
@@ -44,23 +44,15 @@ def download_command(package_list, out, pypi_url, npm_url, debian_url, debian_su
     a rerun skips packages already there. Names on the SWE-bench deny-list are
     never downloaded. Then: cornstack-train mine --sources-dir OUT ...
     """
-    from tqdm import tqdm
-
     try:
         specs = load_package_list(package_list)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     config = RegistryConfig(pypi_url=pypi_url, npm_url=npm_url, debian_url=debian_url, debian_suite=debian_suite,
                             max_archive_bytes=max_archive_mb * 2**20, timeout_s=timeout_s, overwrite=overwrite)
-    bar = tqdm(desc="download", unit="package", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
-
-    def progress(done: int, total: int, name: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(name)
-
+    bar = StageProgress("download", "package")
     try:
-        report = download_packages(specs, out, config, progress=progress)
+        report = download_packages(specs, out, config, progress=bar)
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc}") from None
     finally:

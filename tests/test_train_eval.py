@@ -136,7 +136,8 @@ def test_model_specs():
     assert parse_model_spec("/x/out/model") == ("out/model", "/x/out/model")
 
 
-def test_compact_delta_rebuilds_the_trained_model_and_stays_small(tmp_path):
+def _nudged_minilm(touches, seed: int = 0):
+    """The packaged MiniLM after a "training" that changed the parameters whose names ``touches`` accepts."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -146,11 +147,18 @@ def test_compact_delta_rebuilds_the_trained_model_and_stays_small(tmp_path):
     if base_dir is None:
         pytest.skip("the packaged MiniLM is not installed")
     model = SentenceTransformer(str(base_dir), device="cpu")
-    torch.manual_seed(0)
-    with torch.no_grad():  # "training" that touched two layers
+    torch.manual_seed(seed)
+    with torch.no_grad():
         for name, param in model.named_parameters():
-            if "layer.5." in name or "layer.4.attention" in name:
+            if touches(name):
                 param.add_(0.01 * torch.randn_like(param))
+    return base_dir, model
+
+
+def test_compact_delta_rebuilds_the_trained_model_and_stays_small(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    base_dir, model = _nudged_minilm(lambda name: "layer.5." in name or "layer.4.attention" in name)
     texts = ["def parse_config(path): return json.load(open(path))", "fix crash when the cache is empty"]
     expected = model.encode(texts, normalize_embeddings=True)
     delta_dir = write_compact(model, tmp_path / "delta", card="# card\n")
@@ -218,20 +226,7 @@ def test_harness_runs_trained_model_next_to_base_and_bm25(tmp_path):
 
 def _trained_like_run(tmp_path):
     """A `train`-shaped run dir: a real delta over the packaged MiniLM (two layers nudged), its card, records."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from localizer.embedder import packaged_model_path
-
-    base_dir = packaged_model_path()
-    if base_dir is None:
-        pytest.skip("the packaged MiniLM is not installed")
-    model = SentenceTransformer(str(base_dir), device="cpu")
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "layer.5.output" in name:
-                param.add_(0.01 * torch.randn_like(param))
+    _base_dir, model = _nudged_minilm(lambda name: "layer.5.output" in name, seed=1)
     run = tmp_path / "run"
     write_compact(model, run / "delta", card="# card\ntraining rows: 3\n")
     (run / "train_stats.json").write_text('{"run": {"global_step": 2}}\n')
