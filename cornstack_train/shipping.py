@@ -35,12 +35,6 @@ class ShipReport:
     files: tuple[str, ...]
 
 
-def default_ship_dir() -> Path:
-    import localizer.embedder as embedder
-
-    return Path(embedder.__file__).resolve().parent / "models" / embedder.SHIPPED_DIR
-
-
 def delta_dir_of(run: str | Path) -> Path:
     """A training run's ``delta/``, or the path itself when it is a delta directory."""
     run = Path(run)
@@ -62,7 +56,11 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
         raise CompactError(f"{delta} has no model card ({CARD_FILE}); ship the delta `train` wrote, which has one")
     load_compact(delta)  # refuses another base model or a corrupt delta before anything is replaced
     records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
-    target = Path(target) if target is not None else default_ship_dir()
+    if target is None:
+        from localizer.embedder import shipped_model_dir
+
+        target = shipped_model_dir()
+    target = Path(target)
 
     def write(tmp: Path) -> None:
         for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE):

