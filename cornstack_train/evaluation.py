@@ -182,11 +182,11 @@ def load_any_model(target: str, device: str = "cpu", max_seq_length: int | None 
     """The packaged MiniLM (``base``), a `train` output or delta directory, or any sentence-transformers id/dir."""
     from sentence_transformers import SentenceTransformer
 
-    from localizer.embedder import resolve_model
+    from localizer.embedder import BASE_MODEL, resolve_model
 
     target = resolve_trained(target)
     if target in BASE_ALIASES:
-        model = SentenceTransformer(resolve_model(None)[0], device=device)
+        model = SentenceTransformer(resolve_model(BASE_MODEL)[0], device=device)
     elif is_compact_dir(target):
         model = load_compact(target, device=device)
     else:
@@ -344,9 +344,9 @@ def materialize(spec: str, cache_dir: Path) -> str:
 def run_harness(config: HarnessRunConfig) -> dict[str, Any]:
     """SWE-bench-Lite localization for ``models`` next to the base MiniLM (and BM25 when asked)."""
     from benchmarks.swebench.run import Harness, HarnessConfig, parse_systems
-    from localizer.embedder import DEFAULT_MODEL
+    from localizer.embedder import BASE_MODEL
 
-    models = [DEFAULT_MODEL] + [materialize(spec, Path(config.out) / "models") for spec in config.models]
+    models = [BASE_MODEL] + [materialize(spec, Path(config.out) / "models") for spec in config.models]
     systems = parse_systems(config.retrievers, models)
     harness_config = HarnessConfig(data=config.data, repos_dir=config.repos_dir, out=config.out, systems=systems,
                                    ids_file=config.ids_file, limit=config.limit, index_dir=config.index_dir,

