@@ -67,6 +67,11 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
             shutil.copy2(delta / name, tmp / name)
         for name, source in records.items():
             shutil.copy2(source, tmp / name)
+        # Package data must be readable by every user of an install: training writes its files 0600
+        # (temp files renamed into place) and the temp directory is 0700.
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
 
     atomic_replace_dir(target, write)
     manifest = json.loads((target / MANIFEST_FILE).read_text())

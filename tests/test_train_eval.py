@@ -247,6 +247,7 @@ def test_ship_installs_a_checked_delta_that_localize_loads(tmp_path, monkeypatch
 
     report = ship(run)  # the default target: models/cornstack next to the (patched) embedder module
     assert report.target == package_dir / "models" / "cornstack"
+    assert all(path.stat().st_mode & 0o444 == 0o444 for path in [report.target, *report.target.iterdir()])
     assert report.files == ("README.md", "delta.json", "delta.safetensors", "heldout_eval.json", "train_stats.json")
     load_target, identity = embedder.resolve_model(embedder.SHIPPED_MODEL)
     assert load_target == str(report.target) and identity == f"localizer-cornstack@delta:{report.delta_sha256}"
