@@ -23,11 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report_io import emit_report  # noqa: E402
-from indexer.chunker import chunk_source  # noqa: E402
+from indexer.chunking.chunker import chunk_source  # noqa: E402
 from indexer.filters import FileFilter  # noqa: E402
-from indexer.languages import language_for_path  # noqa: E402
+from indexer.chunking.languages import language_for_path  # noqa: E402
 from indexer.source import open_source  # noqa: E402
-from localizer.embedder import Embedder, EmbedderConfig  # noqa: E402
+from localizer.embedding.embedder import Embedder, EmbedderConfig  # noqa: E402
 
 
 def sample_texts(repo: Path, rev: str | None, count: int, seed: int) -> list[str]:

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report_io import emit_report  # noqa: E402
 from indexer.index import build_index, repo_state_dir  # noqa: E402
-from localizer.hooks import install_hooks, uninstall_hooks  # noqa: E402
-from localizer.refresh import HookConfig, read_hook_state, refresh_repo  # noqa: E402
+from localizer.hooks.install import install_hooks, uninstall_hooks  # noqa: E402
+from localizer.hooks.refresh import HookConfig, read_hook_state, refresh_repo  # noqa: E402
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.org"}
@@ -116,7 +116,7 @@ def bench_retriever(repo: Path, retriever: str, index_dir: Path, args: argparse.
 
     encoder = None
     if retriever != "bm25":
-        from localizer.embedder import Embedder, EmbedderConfig
+        from localizer.embedding.embedder import Embedder, EmbedderConfig
 
         started = time.perf_counter()
         encoder = Embedder(EmbedderConfig(model=args.model, device=args.device))

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report_io import emit_report  # noqa: E402
 from indexer.index import IndexConfig, build_index  # noqa: E402
 from localizer.api import LocalizeConfig, Localizer  # noqa: E402
-from localizer.embedder import Embedder  # noqa: E402
-from localizer.retrievers import BM25Retriever  # noqa: E402
+from localizer.embedding.embedder import Embedder  # noqa: E402
+from localizer.retrieval.retrievers import BM25Retriever  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "swe-bench-lite.jsonl"
 

@@ -40,7 +40,7 @@ def parse_layout(text: str) -> tuple[int, int]:
 def _encode(texts: list[str], threads: int, model: str | None, ready, start, results) -> None:
     import torch
 
-    from localizer.embedder import Embedder, EmbedderConfig
+    from localizer.embedding.embedder import Embedder, EmbedderConfig
 
     torch.set_num_threads(threads)
     embedder = Embedder(EmbedderConfig(model=model, device="cpu"))

@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report_io import emit_report  # noqa: E402
-from cornstack_train.filtering import measure_injection  # noqa: E402
-from cornstack_train.records import load_stage  # noqa: E402
-from cornstack_train.vectors import VectorCache, load_encoder, unique_codes  # noqa: E402
+from cornstack_train.data.filtering import measure_injection  # noqa: E402
+from cornstack_train.data.records import load_stage  # noqa: E402
+from cornstack_train.data.vectors import VectorCache, load_encoder, unique_codes  # noqa: E402
 
 THRESHOLDS = [0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
 

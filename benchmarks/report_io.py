@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from indexer.atomic import atomic_write_json
+from indexer.storage.atomic import atomic_write_json
 
 
 def emit_report(report: dict, out: Path | None) -> None:

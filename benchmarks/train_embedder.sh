@@ -87,7 +87,7 @@ train_model() {
         return
     fi
     [[ -d $model/checkpoints ]] && resume=(--resume)
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.stages_train train \
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$nproc" -m cornstack_train.embedder.stages train \
         "$negatives" -o "$model" "${train[@]}" "$@" "${resume[@]}"
 }
 

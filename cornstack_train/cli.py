@@ -23,11 +23,11 @@ import sys
 
 import click
 
-from .stages_ablation import ablate_command
-from .stages_data import filter_command, mine_command, negatives_command
-from .stages_rerank import eval_reranker_command, teacher_rank_command, train_reranker_command
-from .stages_sources import download_command
-from .stages_train import eval_command, harness_command, ship_command, train_command
+from cornstack_train.embedder.stages_ablation import ablate_command
+from cornstack_train.data.stages import filter_command, mine_command, negatives_command
+from cornstack_train.reranker.stages import eval_reranker_command, teacher_rank_command, train_reranker_command
+from cornstack_train.data.stages_sources import download_command
+from cornstack_train.embedder.stages import eval_command, harness_command, ship_command, train_command
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -15,14 +15,14 @@ import numpy as np
 from filelock import FileLock, Timeout
 from platformdirs import user_cache_dir
 
-from .atomic import atomic_write_json
-from .chunk import Chunk
-from .chunker import CHUNKER_VERSION, chunk_source
-from .errors import StoreError
-from .filters import DEFAULT_MAX_FILE_SIZE, FileFilter
-from .source import RepoSource, SourceFile, open_source
-from .store import ChunkStore, MemoryStore, ParsedBlob, SQLiteStore, embedding_key, SCHEMA_VERSION
-from .tokenize import code_terms
+from indexer.storage.atomic import atomic_write_json
+from indexer.chunking.chunk import Chunk
+from indexer.chunking.chunker import CHUNKER_VERSION, chunk_source
+from indexer.errors import StoreError
+from indexer.filters import DEFAULT_MAX_FILE_SIZE, FileFilter
+from indexer.source import RepoSource, SourceFile, open_source
+from indexer.storage.store import ChunkStore, MemoryStore, ParsedBlob, SQLiteStore, embedding_key, SCHEMA_VERSION
+from indexer.chunking.tokenize import code_terms
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from .errors import RepositoryError
-from .filters import FileFilter
-from .languages import language_for_path
+from indexer.errors import RepositoryError
+from indexer.filters import FileFilter
+from indexer.chunking.languages import language_for_path
 
 _SKIPPED_DIRS_WHEN_WALKING = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"})
 

@@ -2,8 +2,8 @@
 
 from indexer.errors import IssueError, LocalizerError, ModelLoadError, RepositoryError, StoreError
 
-from .api import FileHit, FunctionHit, LocalizationResult, LocalizeConfig, Localizer, read_issue
-from .embedder import Embedder, EmbedderConfig
+from localizer.api import FileHit, FunctionHit, LocalizationResult, LocalizeConfig, Localizer, read_issue
+from localizer.embedding.embedder import Embedder, EmbedderConfig
 
 __version__ = "0.1.0"
 

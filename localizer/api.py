@@ -17,11 +17,11 @@ from typing import Any
 from indexer.errors import IssueError, RepositoryError
 from indexer.index import IndexConfig, Progress, RepoIndex, build_index
 
-from .embedder import Embedder, EmbedderConfig
-from .query import IssueQuery, build_query
-from .ranking import final_scores, order
-from .rerank.reranker import ListwiseReranker, RerankConfig
-from .retrievers import RETRIEVERS, BM25Retriever, DenseRetriever, HybridRetriever, Retriever, Scores
+from localizer.embedding.embedder import Embedder, EmbedderConfig
+from localizer.retrieval.query import IssueQuery, build_query
+from localizer.retrieval.ranking import final_scores, order
+from localizer.rerank.reranker import ListwiseReranker, RerankConfig
+from localizer.retrieval.retrievers import RETRIEVERS, BM25Retriever, DenseRetriever, HybridRetriever, Retriever, Scores
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Localizer:
         file_order, function_order = order(file_scores), order(function_scores)
         if self.reranker is not None and function_order:
             # Functions are reranked; files follow the reranked functions (localizer/rerank/localize.py).
-            from .rerank.localize import promote_files, rerank_function_rows, rescore_by_position
+            from localizer.rerank.localize import promote_files, rerank_function_rows, rescore_by_position
 
             function_order, function_scores, _ = rerank_function_rows(
                 self.reranker, issue_text or query.text, function_order, chunks, function_scores)

@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from localizer.cli import main
+from localizer.cli.main import main
 
 
 def run(*args, input=None):

@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from .sample_repo import SAMPLE_FILES  # noqa: E402
+from tests.sample_repo import SAMPLE_FILES  # noqa: E402
 
 
 def git(root: Path, *args: str) -> str:
@@ -100,6 +100,6 @@ def hashing_encoder() -> HashingEncoder:
 @pytest.fixture(scope="session")
 def minilm():
     """The packaged default embedder, loaded once per test session."""
-    from localizer.embedder import Embedder
+    from localizer.embedding.embedder import Embedder
 
     return Embedder()

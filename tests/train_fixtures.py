@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from cornstack_train.records import save_stage
+from cornstack_train.data.records import save_stage
 
 VERBS = ["parse", "load", "save", "merge", "split", "sort", "filter", "render", "fetch", "encode", "decode", "hash"]
 NOUNS = ["config", "user", "file", "table", "image", "token", "graph", "cache", "query", "index", "stream", "record"]
@@ -22,7 +22,7 @@ def tiny_model(root: Path, seed: int = 0) -> Path:
     from sentence_transformers import SentenceTransformer, models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from localizer.embedder import packaged_model_path
+    from localizer.embedding.embedder import packaged_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_path()))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from indexer.chunk import Chunk
-from indexer.chunker import chunk_source
-from indexer.languages import language_for_path
+from indexer.chunking.chunk import Chunk
+from indexer.chunking.chunker import chunk_source
+from indexer.chunking.languages import language_for_path
 
 __all__ = [
     "FilePatch",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional, Sequence
 
-from indexer.languages import language_for_path
+from indexer.chunking.languages import language_for_path
 
 __all__ = ["hit_at_k", "accuracy_at_k", "files_from_functions", "file_of", "gold_ranks"]
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Callable
 
 from indexer.index import RepoIndex
-from localizer.query import IssueQuery
+from localizer.retrieval.query import IssueQuery
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from indexer.atomic import atomic_write_bytes, atomic_write_json
+from indexer.storage.atomic import atomic_write_bytes, atomic_write_json
 
 FILE_KS = (1, 3, 5)
 FUNCTION_KS = (5, 10)

@@ -26,20 +26,20 @@ import click
 
 from indexer.errors import LocalizerError
 from indexer.index import IndexConfig, RepoIndex, build_index
-from localizer.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
-from localizer.onnx_backend import BACKENDS
+from localizer.embedding.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
+from localizer.embedding.onnx_backend import BACKENDS
 from localizer.rerank.models import DEFAULT_RERANKER
 from localizer.rerank.reranker import ListwiseReranker, RerankConfig
 from localizer.rerank.scorers import MODES as RERANK_MODES
-from localizer.query import build_query
-from localizer.ranking import final_scores, order
-from localizer.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+from localizer.retrieval.query import build_query
+from localizer.retrieval.ranking import final_scores, order
+from localizer.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
-from .data import Instance, ensure_repos, load_ids, load_instances
-from .gold import GoldLabels, function_id, git_blob_reader, gold_labels
-from .metrics import files_from_functions, gold_ranks
-from .plain_bm25 import plain_query, plain_view
-from .report import write_reports
+from benchmarks.swebench.data import Instance, ensure_repos, load_ids, load_instances
+from benchmarks.swebench.gold import GoldLabels, function_id, git_blob_reader, gold_labels
+from benchmarks.swebench.metrics import files_from_functions, gold_ranks
+from benchmarks.swebench.plain_bm25 import plain_query, plain_view
+from benchmarks.swebench.report import write_reports
 
 log = logging.getLogger("localizer.bench")
 
@@ -68,7 +68,7 @@ class HarnessConfig:
     limit: int | None = None
     index_dir: Path | None = None
     device: str = "auto"
-    backend: str = "torch"  # embedder runtime for dense/hybrid (localizer.onnx_backend)
+    backend: str = "torch"  # embedder runtime for dense/hybrid (localizer.embedding.onnx_backend)
     # Per-model overrides of ``backend``: a new model can run in bf16 while the base model
     # keeps the fp32 embeddings already in the index cache.
     model_backends: dict = field(default_factory=dict)

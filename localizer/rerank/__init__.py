@@ -7,11 +7,11 @@ Pure parts (``prompt``, ``window``, ``parse``) need no model; ``models`` and ``s
 torch and transformers and are imported only when a reranker runs.
 """
 
-from .parse import parse_permutation
-from .prompt import SYSTEM_MESSAGE, PromptBudget, answer_text, build_messages, build_prompt
-from .reranker import ListwiseReranker, RerankConfig, candidate_text
-from .types import Candidate, Query, Result, WindowCall
-from .window import sliding_rerank, window_spans
+from localizer.rerank.parse import parse_permutation
+from localizer.rerank.prompt import SYSTEM_MESSAGE, PromptBudget, answer_text, build_messages, build_prompt
+from localizer.rerank.reranker import ListwiseReranker, RerankConfig, candidate_text
+from localizer.rerank.types import Candidate, Query, Result, WindowCall
+from localizer.rerank.window import sliding_rerank, window_spans
 
 __all__ = [
     "SYSTEM_MESSAGE",

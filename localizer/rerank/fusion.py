@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..ranking import reciprocal_rank_fusion
+from localizer.retrieval.ranking import reciprocal_rank_fusion
 
 FUSIONS = ("none", "rrf")
 RRF_K = 60  # the usual RRF constant, as the hybrid retriever uses

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from .types import Candidate
+from localizer.rerank.types import Candidate
 
 if TYPE_CHECKING:
-    from indexer.chunk import Chunk
+    from indexer.chunking.chunk import Chunk
 
-    from .reranker import ListwiseReranker
-    from .types import Result
+    from localizer.rerank.reranker import ListwiseReranker
+    from localizer.rerank.types import Result
 
 
 def function_candidates(rows: Sequence[int], chunks: Sequence["Chunk"], scores: dict[int, float]) -> list[Candidate]:

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from .fusion import FUSIONS, RRF_K, apply_fusion
-from .models import DEFAULT_RERANKER, LoadedModel, load_reranker_model
-from .prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
-from .scorers import MODES, WindowScorer, make_scorer
-from .types import Candidate, Query, Result, WindowCall
-from .window import WindowTask, sliding_rerank_batch
+from localizer.rerank.fusion import FUSIONS, RRF_K, apply_fusion
+from localizer.rerank.models import DEFAULT_RERANKER, LoadedModel, load_reranker_model
+from localizer.rerank.prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
+from localizer.rerank.scorers import MODES, WindowScorer, make_scorer
+from localizer.rerank.types import Candidate, Query, Result, WindowCall
+from localizer.rerank.window import WindowTask, sliding_rerank_batch
 
 log = logging.getLogger(__name__)
 

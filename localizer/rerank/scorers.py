@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from .parse import parse_permutation
-from .prompt import Prompt, answer_text, render_chat
+from localizer.rerank.parse import parse_permutation
+from localizer.rerank.prompt import Prompt, answer_text, render_chat
 
 MODES = ("first-token", "generate")
 ANSWER_PREFIX = "["

@@ -1,0 +1,1 @@
+"""Bi-encoder training (InfoNCE with softmax-sampled negatives), evaluation, ablation and shipping."""

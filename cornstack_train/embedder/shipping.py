@@ -1,0 +1,79 @@
+"""Install a trained embedder's compact delta as the one this package ships.
+
+``localize --model localizer-cornstack`` loads ``localizer/models/cornstack``
+(localizer.embedding.embedder.shipped_model_path). What goes there is checked here, not
+copied by hand: the delta must fit the package's 25 MB budget, must rebuild on
+the packaged MiniLM it was made for (its base and delta hashes are verified by
+loading it), and carries its model card (training config, data stats and
+hashes, written by ``train``) plus the run's training and held-out figures,
+so the weights in a release say where they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.storage.atomic import atomic_replace_dir
+
+from cornstack_train.embedder.compact import DELTA_FILE, MANIFEST_FILE, CompactError, is_compact_dir, load_compact
+
+MAX_SHIPPED_BYTES = 25_000_000  # the issue's budget for weights inside the package
+CARD_FILE = "README.md"
+# Files of a training run that travel with the delta: its full record and its held-out eval.
+RUN_RECORDS = {"train_stats.json": "train_stats.json", "eval/metrics.json": "heldout_eval.json",
+               "eval-registry/metrics.json": "heldout_eval_registry.json"}
+
+
+@dataclass(frozen=True)
+class ShipReport:
+    target: Path
+    delta_bytes: int
+    delta_sha256: str
+    files: tuple[str, ...]
+
+
+def delta_dir_of(run: str | Path) -> Path:
+    """A training run's ``delta/``, or the path itself when it is a delta directory."""
+    run = Path(run)
+    for candidate in (run / "delta", run):
+        if is_compact_dir(candidate):
+            return candidate
+    raise CompactError(f"{run} holds no compact delta ({MANIFEST_FILE} and {DELTA_FILE}); is it a `train` output?")
+
+
+def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX_SHIPPED_BYTES) -> ShipReport:
+    """Check the run's delta and install it (with its card and records) at ``target``, atomically."""
+    run = Path(run)
+    delta = delta_dir_of(run)
+    size = (delta / DELTA_FILE).stat().st_size + (delta / MANIFEST_FILE).stat().st_size
+    if size > max_bytes:
+        raise CompactError(f"{delta} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB the package may ship "
+                           "(train with frozen embeddings, or LoRA, for a smaller delta)")
+    if not (delta / CARD_FILE).is_file():
+        raise CompactError(f"{delta} has no model card ({CARD_FILE}); ship the delta `train` wrote, which has one")
+    load_compact(delta)  # refuses another base model or a corrupt delta before anything is replaced
+    records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
+    if target is None:
+        from localizer.embedding.embedder import shipped_model_dir
+
+        target = shipped_model_dir()
+    target = Path(target)
+
+    def write(tmp: Path) -> None:
+        for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE):
+            shutil.copy2(delta / name, tmp / name)
+        for name, source in records.items():
+            shutil.copy2(source, tmp / name)
+        # Package data must be readable by every user of an install: training writes its files 0600
+        # (temp files renamed into place) and the temp directory is 0700.
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
+
+    atomic_replace_dir(target, write)
+    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    return ShipReport(target=target, delta_bytes=size, delta_sha256=manifest.get("delta_sha256", ""),
+                      files=tuple(sorted(p.name for p in target.iterdir())))

@@ -1,0 +1,1 @@
+"""Listwise reranker training: candidate lists, teacher orders, LoRA fine-tuning and evaluation."""

@@ -1,0 +1,248 @@
+"""Stage ``eval-reranker``: the retriever alone, the zero-shot LLM and the trained reranker, side by side.
+
+Held-out set: docstring pairs from the repositories ``splits.RepoSplit`` holds out (the ones
+``teacher-rank`` excluded from training). Each query's candidate list is its positive plus its
+hardest negatives in first-stage order (``rerank_data.first_stage_window``: negatives by
+embedder score, the positive at its ``filter_rank``). Every system reorders that same list;
+MRR@10, Recall@1 and the mean rank of the positive are reported as JSON and a markdown table.
+
+Those lists come from the *filtered* stage, whose pairs all have their positive in the filter
+model's top 2: a retriever looks strong there by construction. :func:`retrieved_windows` builds
+the lists a real first stage would: every held-out query of an unfiltered (``mine``) stage is
+searched over all held-out codes and its top ``depth`` becomes the list, whether or not the
+positive made it. A query whose positive is missing scores 0 for every system and costs no LLM
+call; the reranker can only move the positive within the list.
+
+Systems are named ``retriever`` (the first-stage order), and any number of LLM rerankers
+(``NAME`` -> a ``RerankConfig``, e.g. ``zero-shot`` with no adapter, ``trained`` with one);
+``NAME+rrf`` (:func:`fused_ranker`) fuses a reranker's stored orders with the first stage's.
+Each system's per-query ranks are stored in ``out/ranks/NAME.jsonl`` as they are computed,
+so an interrupted or extended run only computes what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from indexer.storage.atomic import atomic_write_text
+from localizer.rerank.fusion import RRF_K
+from cornstack_train.embedder.evaluation import mrr_at_k, recall_at_k
+from cornstack_train.reranker.data import Window, candidate_text, first_stage_window, window_meta
+from cornstack_train.data.splits import RepoSplit
+
+log = logging.getLogger("cornstack_train.reranker.evaluation")
+
+RETRIEVER = "retriever"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    depth: int = 10
+    max_queries: int | None = 40
+    kinds: tuple[str, ...] = ("docstring",)
+    seed: int = 0
+    shuffle: bool = False  # show candidates in a random order: measures the reranker free of the retriever's order
+
+
+def shuffled(window: Window, rng: random.Random) -> Window:
+    """``window`` with its candidates in a random order (ids, scores and the positive follow)."""
+    perm = list(range(len(window.candidates)))
+    rng.shuffle(perm)
+    return replace(window, candidates=[window.candidates[i] for i in perm],
+                   candidate_ids=[window.candidate_ids[i] for i in perm], scores=[window.scores[i] for i in perm],
+                   positive_index=perm.index(window.positive_index))
+
+
+def heldout_sample(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[dict[str, Any]]:
+    """Held-out rows of the wanted kinds: a seeded sample of ``max_queries`` (growing the sample keeps
+    the queries already evaluated, so their stored ranks are reused)."""
+    picked = [r for r in rows if r["kind"] in config.kinds and split.is_heldout(r["repo"])]
+    picked.sort(key=lambda r: r["id"])
+    random.Random(config.seed).shuffle(picked)  # a sample of k is a prefix of a sample of k + 1
+    return picked if config.max_queries is None else picked[: config.max_queries]
+
+
+def heldout_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[Window]:
+    """Windows of a ``negatives`` stage: the positive at its filter rank among its hardest negatives."""
+    by_id = {r["id"]: r for r in rows}
+    picked = heldout_sample(rows, split, config)
+    windows = [w for w in (first_stage_window(r, by_id, config.depth) for r in picked) if w is not None]
+    if config.shuffle:
+        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) for w in windows]
+    return windows
+
+
+Encode = Callable[[list[str]], np.ndarray]  # texts -> L2-normalized vectors, one row each
+
+
+def retrieved_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig,
+                      encode_queries: Encode, encode_codes: Encode) -> list[Window]:
+    """Windows as a first stage hands them over: each sampled held-out query's top ``depth`` codes among
+    all distinct held-out positives (every kind), by inner product. ``positive_index`` is -1 where the
+    positive is not in the list."""
+    from cornstack_train.embedder.evaluation import search
+
+    pool_rows = [r for r in rows if split.is_heldout(r["repo"])]
+    first_row: dict[str, dict[str, Any]] = {}
+    for r in pool_rows:
+        first_row.setdefault(r["positive"], r)
+    codes = list(first_row)
+    picked = heldout_sample(rows, split, config)
+    if not picked or not codes:
+        return []
+    where = {code: i for i, code in enumerate(codes)}
+    query_vectors = encode_queries([r["query"] for r in picked])
+    code_vectors = encode_codes(codes)
+    ranked = search(query_vectors, code_vectors, config.depth)
+    windows = []
+    for q, (row, ids) in enumerate(zip(picked, ranked.tolist())):
+        ids = [i for i in ids if i >= 0]
+        listed = [first_row[codes[i]] for i in ids]
+        gold = where[row["positive"]]
+        windows.append(Window(row["id"], row["query"], [candidate_text(r) for r in listed], [r["id"] for r in listed],
+                              [float(code_vectors[i] @ query_vectors[q]) for i in ids],
+                              ids.index(gold) if gold in ids else -1, window_meta(row)))
+    if config.shuffle:
+        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if w.positive_index >= 0 else w for w in windows]
+    return windows
+
+
+def positive_rank(order: Sequence[int], positive_index: int) -> int:
+    """1-based rank of the positive in a best-first order of window positions; 0 when the list lacks it."""
+    return list(order).index(positive_index) + 1 if positive_index >= 0 else 0
+
+
+def metrics(ranks: Sequence[int]) -> dict[str, float]:
+    """Rank 0 (positive not in the list) counts as a miss; the mean rank is over the lists that hold it."""
+    found = [r for r in ranks if r > 0]
+    return {"mrr@10": round(mrr_at_k(ranks, 10), 4), "recall@1": round(recall_at_k(ranks, 1), 4),
+            "mean_rank": round(sum(found) / len(found), 3) if found else 0.0, "queries": len(ranks),
+            "in_list": len(found)}
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    lines = ["| system | MRR@10 | Recall@1 | mean rank (when listed) | queries | positive listed |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, m in results.items():
+        lines.append(f"| {name} | {m['mrr@10']:.4f} | {m['recall@1']:.4f} | {m['mean_rank']:.2f} | {m['queries']} "
+                     f"| {m['in_list']} |")
+    return "\n".join(lines) + "\n"
+
+
+Ranker = Callable[[Sequence[Window]], list[list[int]]]
+
+
+def reranker_ranker(reranker) -> Ranker:
+    """A ``localizer.rerank.ListwiseReranker`` as a function of windows (first-stage order in, order out)."""
+    from localizer.rerank import Candidate
+
+    def rank(windows: Sequence[Window]) -> list[list[int]]:
+        lists = [[Candidate(docid=str(i), text=t, score=float(w.scores[i])) for i, t in enumerate(w.candidates)]
+                 for w in windows]
+        results = reranker.rerank_batch([w.query for w in windows], lists)
+        return [[int(c.docid) for c in r.candidates] for r in results]
+
+    return rank
+
+
+def _list_key(window: Window) -> str:
+    return "|".join(window.candidate_ids)
+
+
+def _read_ranks(path: Path) -> dict[str, dict[str, Any]]:
+    """Stored rows by query id (``rank``, ``order``, and ``list``: the candidate list they were computed
+    on, absent in old files); the last row of a query wins."""
+    if not path.exists():
+        return {}
+    done = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            done[row["id"]] = {"rank": int(row["rank"]), "order": row.get("order"), "list": row.get("list")}
+        except (ValueError, KeyError):
+            continue  # a line cut by an interruption: recompute it
+    return done
+
+
+def fused_ranker(name: str, out: str | Path, k: int = RRF_K) -> Ranker:
+    """System ``name``'s stored orders fused with the first stage's (``localizer.rerank.fusion``): a
+    row for fusion that costs no model call. ``name`` must have been evaluated on the same windows
+    before this row runs; its file is read once, on the first call."""
+    from localizer.rerank.fusion import fuse_with_first_stage
+
+    path = Path(out) / "ranks" / f"{name}.jsonl"
+    cache: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def rank(windows: Sequence[Window]) -> list[list[int]]:
+        if "stored" not in cache:
+            cache["stored"] = _read_ranks(path)
+        stored = cache["stored"]
+        orders = []
+        for w in windows:
+            row = stored.get(w.id)
+            if row is None or row["order"] is None or row["list"] not in (None, _list_key(w)):
+                raise ValueError(f"{path} has no order of query {w.id} on this list: evaluate {name} first")
+            orders.append(fuse_with_first_stage(row["order"], k))
+        return orders
+
+    return rank
+
+
+def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, out: Path,
+                 batch_size: int = 1, progress: Callable[[str, int, int], None] | None = None) -> list[int]:
+    """Ranks of the positive for one system; cached per query in ``out/ranks/NAME.jsonl``. A stored rank
+    is reused only for the same candidate list (another retriever's list is ranked afresh)."""
+    path = out / "ranks" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = _read_ranks(path)
+    done: dict[str, int] = {}
+    for w in windows:
+        if w.positive_index < 0:
+            done[w.id] = 0  # no order of this list can find the positive: no model call
+        elif w.id in stored and stored[w.id]["list"] in (None, _list_key(w)):
+            done[w.id] = stored[w.id]["rank"]
+    todo = [w for w in windows if w.id not in done]
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        started = time.perf_counter()
+        orders = [list(range(len(w.candidates))) for w in chunk] if ranker is None else ranker(chunk)
+        seconds = (time.perf_counter() - started) / len(chunk)
+        with path.open("a") as handle:
+            for w, order in zip(chunk, orders):
+                done[w.id] = positive_rank(order, w.positive_index)
+                handle.write(json.dumps({"id": w.id, "rank": done[w.id], "order": list(order), "list": _list_key(w),
+                                         "seconds": round(seconds, 2)}) + "\n")
+        if progress:
+            progress(name, sum(w.id in done for w in windows), len(windows))
+    return [done[w.id] for w in windows]
+
+
+def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str, Ranker | None], split: RepoSplit,
+             config: EvalConfig, batch_size: int = 1, described: dict[str, Any] | None = None,
+             progress: Callable[[str, int, int], None] | None = None,
+             windows: Sequence[Window] | None = None) -> dict[str, Any]:
+    """Run every system (``None`` = the retriever's own order) on the held-out windows (``windows``, else
+    those of a ``negatives`` stage); write ``metrics.json`` and ``metrics.md`` in ``out`` and return the report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if windows is None:
+        windows = heldout_windows(rows, split, config)
+    if not windows:
+        raise ValueError("no held-out windows: raise --heldout-fraction or name repositories with --heldout-repo")
+    results = {name: metrics(system_ranks(name, windows, ranker, out, batch_size, progress))
+               for name, ranker in systems.items()}
+    report = {"results": results, "config": asdict(config), "split": split.describe(),
+              "repos": sorted({w.meta.get("repo", "") for w in windows}),
+              "positive_first_stage_rank": metrics([w.positive_index + 1 for w in windows]),
+              "systems": described or {}}
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "metrics.md", markdown_table(results))
+    return report

