@@ -17,7 +17,7 @@ from indexer.index import IndexConfig, build_index, default_index_dir
 from localizer.api import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig, Localizer, decode_issue, read_issue
 from localizer.embedding.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
 from localizer.embedding.onnx_backend import BACKENDS
-from localizer.cli.progress import stderr_progress
+from localizer.progress import stderr_progress
 from localizer.retrieval.retrievers import RETRIEVERS
 
 log = logging.getLogger("localizer")

@@ -16,6 +16,7 @@ import numpy as np
 from indexer.index import RepoIndex
 
 from localizer.retrieval.query import IssueQuery
+from localizer.retrieval.faiss_index import flat_ip_index, search
 from localizer.retrieval.ranking import order, reciprocal_rank_fusion
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
@@ -77,15 +78,11 @@ class DenseRetriever:
     name = "dense"
 
     def __init__(self, index: RepoIndex, embedder) -> None:
-        import faiss
-
         if index.embeddings is None:
             raise ValueError("the dense retriever needs a snapshot built with an encoder")
         self._index = index
         self._embedder = embedder
-        self._faiss = faiss.IndexFlatIP(index.embeddings.shape[1])
-        if len(index.embeddings):
-            self._faiss.add(np.ascontiguousarray(index.embeddings, dtype=np.float32))
+        self._faiss = flat_ip_index(index.embeddings)
         self._is_function = np.array([c.is_function for c in index.chunks], dtype=bool)
 
     def score(self, query: IssueQuery) -> Scores:
@@ -93,7 +90,7 @@ class DenseRetriever:
         if n == 0:
             return Scores({}, {})
         vector = self._embedder.encode_query(query.dense_text).reshape(1, -1).astype(np.float32)
-        values, rows = self._faiss.search(vector, n)
+        values, rows = search(self._faiss, vector, n)
         functions: dict[int, float] = {}
         files: dict[str, float] = {}
         chunks = self._index.chunks
