@@ -39,8 +39,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if not __package__:  # run as a file (python benchmarks/...py): PEP 366 lets the relative import below resolve
+    __package__ = "benchmarks"
 
-from benchmarks.report_io import emit_report  # noqa: E402
+from .report_io import emit_report  # noqa: E402
+from indexer.git.runner import run_git  # noqa: E402
 from indexer.index import build_index, repo_state_dir  # noqa: E402
 from localizer.hooks.install import install_hooks, uninstall_hooks  # noqa: E402
 from localizer.hooks.refresh import HookConfig, read_hook_state, refresh_repo  # noqa: E402
@@ -51,13 +54,12 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
 
 def git(repo: Path, *args: str, hooks: bool = True) -> str:
     prefix = [] if hooks else ["-c", f"core.hooksPath={os.devnull}"]
-    return subprocess.run(["git", *prefix, "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}).stdout
+    return run_git([*prefix, *args], repo=repo, text=True, env={**os.environ, **GIT_ENV}).stdout
 
 
 def make_clone(source: Path, commit: str, workdir: Path) -> Path:
     target = workdir / "checkout"
-    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(source), str(target)], check=True)
+    run_git(["clone", "-q", "--shared", "--no-checkout", str(source), str(target)])
     git(target, "checkout", "-q", "-b", "bench-hook", commit, hooks=False)
     return target
 

@@ -31,8 +31,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if not __package__:  # run as a file (python benchmarks/...py): PEP 366 lets the relative import below resolve
+    __package__ = "benchmarks"
 
-from benchmarks.report_io import emit_report  # noqa: E402
+from .report_io import emit_report  # noqa: E402
+from indexer.git.runner import run_git  # noqa: E402
 from indexer.index import IndexConfig, build_index  # noqa: E402
 from localizer.api import LocalizeConfig, Localizer  # noqa: E402
 from localizer.embedding.embedder import Embedder  # noqa: E402
@@ -51,8 +54,8 @@ def load_instances(path: Path) -> list[dict]:
 
 def checkout(bare: Path, commit: str, workdir: Path) -> Path:
     target = workdir / "checkout"
-    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(bare), str(target)], check=True)
-    subprocess.run(["git", "-C", str(target), "checkout", "-q", commit], check=True)
+    run_git(["clone", "-q", "--shared", "--no-checkout", str(bare), str(target)])
+    run_git(["checkout", "-q", commit], repo=target)
     return target
 
 

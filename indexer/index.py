@@ -93,9 +93,6 @@ class RepoIndex:
     embeddings: np.ndarray | None = None
     model_identity: str | None = None
 
-    def file_paths(self) -> list[str]:
-        return sorted({c.path for c in self.chunks})
-
 
 def _parse_key(file: SourceFile, config: IndexConfig) -> str:
     """Blob SHA plus the path, since a file chunk's text names its path; a rename re-parses one file."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
 from indexer.errors import RepositoryError
 from indexer.filters import FileFilter
+from indexer.git.blobs import GitBlobReader
+from indexer.git.runner import GitError, run_git
 from indexer.chunking.languages import language_for_path
 
 _SKIPPED_DIRS_WHEN_WALKING = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"})
@@ -50,66 +51,18 @@ class RepoSource(Protocol):
     def close(self) -> None: ...
 
 
-def _run_git(root: Path, *args: str) -> bytes:
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), *args], check=False, capture_output=True
-        )
-    except FileNotFoundError as exc:  # git not installed
-        raise RepositoryError("git is not installed or not on PATH") from exc
-    if result.returncode != 0:
-        message = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
-        raise RepositoryError(f"git {' '.join(args[:2])} failed in {root}: {message[-1] if message else 'unknown error'}")
-    return result.stdout
-
-
 def find_git_root(path: Path) -> tuple[Path, bool] | None:
     """(top of the work tree, False) or (git dir, True) for a bare repo; None outside git."""
-    result = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--absolute-git-dir"],
-        check=False, capture_output=True, text=True,
-    )
+    result = run_git(["rev-parse", "--is-bare-repository", "--absolute-git-dir"], repo=path, check=False, text=True)
     if result.returncode != 0:
         return None
     is_bare, git_dir = result.stdout.strip().splitlines()[:2]
     if is_bare == "true":
         return Path(git_dir), True
-    top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    top = run_git(["rev-parse", "--show-toplevel"], repo=path, check=False, text=True)
     if top.returncode != 0:  # inside the .git directory itself
         return None
     return Path(top.stdout.strip()), False
-
-
-class _GitObjectReader:
-    """One long-lived ``git cat-file --batch`` process: thousands of blobs without thousands of forks."""
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def read(self, sha: str) -> bytes:
-        if self._process is None:
-            self._process = subprocess.Popen(
-                ["git", "-C", str(self._root), "cat-file", "--batch"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            )
-        assert self._process.stdin and self._process.stdout
-        self._process.stdin.write(sha.encode() + b"\n")
-        self._process.stdin.flush()
-        header = self._process.stdout.readline().split()
-        if len(header) != 3:
-            raise RepositoryError(f"git object {sha} is missing from {self._root}")
-        size = int(header[2])
-        data = self._process.stdout.read(size)
-        self._process.stdout.read(1)  # trailing newline
-        return data
-
-    def close(self) -> None:
-        if self._process is not None:
-            if self._process.stdin:
-                self._process.stdin.close()
-            self._process.wait(timeout=10)
-            self._process = None
 
 
 def _keep(path: str, size: int | None, file_filter: FileFilter) -> str | None:
@@ -128,14 +81,15 @@ class GitRevisionSource:
         self.rev = rev
         self._filter = file_filter
         try:
-            self.commit = _run_git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").decode().strip()
-        except RepositoryError:
+            found = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo=root)
+        except GitError:
             raise RepositoryError(f"unknown revision {rev!r} in {root}") from None
+        self.commit = found.stdout.decode().strip()
         self.description = f"{root} @ {self.commit[:12]}"
-        self._reader = _GitObjectReader(root)
+        self._reader = GitBlobReader(root)
 
     def files(self) -> list[SourceFile]:
-        listing = _run_git(self.root, "ls-tree", "-r", "-l", "-z", "--full-tree", self.commit)
+        listing = run_git(["ls-tree", "-r", "-l", "-z", "--full-tree", self.commit], repo=self.root).stdout
         files = []
         for entry in listing.split(b"\0"):
             if not entry:
@@ -173,10 +127,10 @@ class GitWorktreeSource:
         self.description = str(root)
 
     def files(self) -> list[SourceFile]:
-        staged = _run_git(self.root, "ls-files", "-s", "-z")
+        staged = run_git(["ls-files", "-s", "-z"], repo=self.root).stdout
         changed = {
             p.decode("utf-8", errors="surrogateescape")
-            for p in _run_git(self.root, "diff-files", "--name-only", "-z").split(b"\0")
+            for p in run_git(["diff-files", "--name-only", "-z"], repo=self.root).stdout.split(b"\0")
             if p
         }
         files = []
@@ -260,9 +214,7 @@ def open_source(repo: str | os.PathLike[str], rev: str | None, file_filter: File
             raise RepositoryError(f"--rev {rev} needs a git repository, and {path} is not one")
         return DirectorySource(path, file_filter)
     git_root, is_bare = found
-    has_commits = subprocess.run(
-        ["git", "-C", str(git_root), "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True
-    ).returncode == 0
+    has_commits = run_git(["rev-parse", "--verify", "--quiet", "HEAD"], repo=git_root, check=False).returncode == 0
     if rev is not None or is_bare:
         if not has_commits and rev is None:
             raise RepositoryError(f"{git_root} has no commits to index")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from indexer.errors import LocalizerError
+from indexer.git.runner import run_git
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,14 @@ def ensure_repos(instances: Iterable[Instance], repos_dir: Path, clone: bool = T
             continue
         if clone:
             try:
-                import git
-
                 log.warning("cloning %s into %s", repo, path)
-                git.Repo.clone_from(f"https://github.com/{repo}.git", path, bare=True)
+                # No credential prompt: a repository that is gone must fail, not wait for a password.
+                run_git(["clone", "--bare", f"https://github.com/{repo}.git", str(path)],
+                        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
                 found[repo] = path
                 continue
-            except Exception as exc:  # noqa: BLE001 - network errors vary
-                log.warning("could not clone %s: %s", repo, str(exc).splitlines()[0] if str(exc) else exc)
+            except LocalizerError as exc:  # git's one-line error: network, missing repository, no git
+                log.warning("could not clone %s: %s", repo, exc)
         missing.append(repo)
     if missing:
         names = ", ".join(r.replace("/", "__") for r in missing)

@@ -1,8 +1,15 @@
-"""Metrics, tables and plots from a harness run's predictions (re-computable at any time)."""
+"""Metrics, tables and plots from a harness run's predictions (re-computable at any time).
+
+The plot needs matplotlib, which only the ``bench`` extra installs: without it
+the numbers are all still written and the plot is skipped with a note (on
+stderr and in ``metrics.md``), because losing a whole run's report at the very
+end to a missing plotting library is the worse failure.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Iterable
 
@@ -12,6 +19,9 @@ FILE_KS = (1, 3, 5)
 FUNCTION_KS = (5, 10)
 CURVE_KS = tuple(range(1, 21))
 RANKINGS = ("files", "files_from_functions", "functions")
+PLOT_SKIPPED = "acc_at_k.png not drawn: matplotlib is not installed (pip install 'cornstack-localizer[bench]')"
+
+log = logging.getLogger("localizer.bench")
 
 
 def _hit(ranks: dict[str, int | None], k: int) -> bool:
@@ -99,8 +109,12 @@ def markdown_table(metrics: dict, run_info: dict | None) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(metrics: dict, path: Path) -> None:
-    import matplotlib
+def plot_curves(metrics: dict, path: Path) -> bool:
+    """Draw the Acc@k curves; False (nothing written) when matplotlib cannot be imported."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -122,6 +136,7 @@ def plot_curves(metrics: dict, path: Path) -> None:
     plt.close(figure)
     atomic_write_bytes(path, tmp.read_bytes())
     tmp.unlink()
+    return True
 
 
 def write_reports(out: Path, systems: list[str], run_info: dict | None, protocol_ids: set[str] | None) -> dict:
@@ -132,12 +147,14 @@ def write_reports(out: Path, systems: list[str], run_info: dict | None, protocol
         runs = (out / "runs.jsonl").read_text().splitlines() if (out / "runs.jsonl").exists() else []
         run_info = json.loads(runs[-1]) if runs else None
     atomic_write_json(out / "metrics.json", {"metrics": metrics, "run": run_info})
-    atomic_write_bytes(out / "metrics.md", markdown_table(metrics, run_info).encode())
+    markdown = markdown_table(metrics, run_info)
+    if metrics and not plot_curves(metrics, out / "acc_at_k.png"):
+        log.warning(PLOT_SKIPPED)
+        markdown += f"\n{PLOT_SKIPPED}\n"
+    atomic_write_bytes(out / "metrics.md", markdown.encode())
     diagnostics = "".join(
         json.dumps({"instance_id": r["instance_id"], "system": r["system"], "gold_ranks": r["gold_ranks"]}) + "\n"
         for r in sorted(records, key=lambda r: (r["instance_id"], r["system"]))
     )
     atomic_write_bytes(out / "diagnostics.jsonl", diagnostics.encode())
-    if metrics:
-        plot_curves(metrics, out / "acc_at_k.png")
     return metrics

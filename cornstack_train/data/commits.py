@@ -5,7 +5,7 @@ its fix: prose about a behaviour, attached to the code that had to change. The
 positives are the functions *as they were before the commit* (in the first
 parent), because at localization time the model sees the unfixed code. Which
 functions a diff touches is decided exactly as SWE-bench gold functions are
-(:func:`benchmarks.swebench.gold.functions_touched`): removed lines credit the
+(:func:`indexer.git.diff.functions_touched`): removed lines credit the
 function holding them, insertions the function they land in.
 
 Commits that make poor queries are skipped: merges, huge commits (the message
@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from benchmarks.swebench.gold import GitBlobReader, functions_touched, parse_patch
 from indexer.chunking.chunk import Chunk
 from indexer.chunking.definitions import function_definitions
 from indexer.filters import FileFilter
+from indexer.git.blobs import GitBlobReader
+from indexer.git.diff import functions_touched, parse_patch
 from indexer.chunking.languages import language_for_path
 
 from cornstack_train.data.docstrings import function_code

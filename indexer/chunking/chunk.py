@@ -37,10 +37,6 @@ class Chunk:
         """Unique within one snapshot: overloads share a name but not a start line."""
         return f"{self.path}::{self.name}::{self.start_line}"
 
-    def with_path(self, path: str) -> "Chunk":
-        """Chunks are cached per blob, so one parse serves every path holding that blob."""
-        return Chunk(path, self.name, self.kind, self.start_line, self.end_line, self.language, self.text)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -25,7 +25,6 @@ import os
 import re
 import shlex
 import stat
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 
 from indexer.storage.atomic import atomic_write_bytes
 from indexer.errors import LocalizerError, RepositoryError
+from indexer.git.runner import GitError, last_line, run_git
 from indexer.index import repo_state_dir
 
 from localizer.triage.gitinfo import GIT_HOOK_ENV, clean_git_env, read_repo_state
@@ -207,18 +207,17 @@ def _write_hook(path: Path, data: bytes, mode: int) -> None:
 
 def hooks_dir_for(root: Path) -> Path:
     """Where git looks for hooks: honours ``core.hooksPath`` and linked worktrees."""
-    result = subprocess.run(["git", "-C", str(root), "rev-parse", "--git-path", "hooks"],
-                            capture_output=True, text=True, env=clean_git_env())
-    if result.returncode != 0:
-        raise RepositoryError(f"cannot find the hooks directory of {root}: {result.stderr.strip()}")
+    try:
+        result = run_git(["rev-parse", "--git-path", "hooks"], repo=root, text=True, env=clean_git_env())
+    except GitError as exc:
+        raise RepositoryError(f"cannot find the hooks directory of {root}: {last_line(exc.stderr)}") from None
     path = Path(result.stdout.strip())
     return path if path.is_absolute() else (root / path).resolve()
 
 
 def hooks_path_setting(root: Path) -> tuple[str, str] | None:
     """(scope, value) of ``core.hooksPath`` when set: global ones serve every repository."""
-    result = subprocess.run(["git", "-C", str(root), "config", "--show-scope", "--get", "core.hooksPath"],
-                            capture_output=True, text=True)
+    result = run_git(["config", "--show-scope", "--get", "core.hooksPath"], repo=root, check=False, text=True)
     if result.returncode != 0 or not result.stdout.strip():
         return None
     scope, _, value = result.stdout.strip().partition("\t")

@@ -4,8 +4,9 @@ Triage and the hooks both meet repositories that are not on a tidy branch:
 no commits yet, a detached HEAD, a shallow clone, a rebase half done. Each of
 those changes what can be trusted (blame in a shallow clone attributes old
 lines to the graft point, for instance), so the facts are gathered here and
-the callers decide what to say. Plain ``git`` subprocesses, not gitpython:
-this runs inside every background hook, where start-up time matters.
+the callers decide what to say. Git runs through :func:`indexer.git.runner.run_git`
+(plain subprocesses, not gitpython: this runs inside every background hook,
+where start-up time matters).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import RepositoryError
+from indexer.git.runner import run_git
 
 # Variables git exports to hooks. A background job that outlives the hook must
 # not inherit them: GIT_INDEX_FILE may name a temporary index that is gone by then.
@@ -34,10 +36,8 @@ REBASE_DIRS = ("rebase-merge", "rebase-apply")
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False)
-    except FileNotFoundError as exc:
-        raise RepositoryError("git is not installed or not on PATH") from exc
+    """Its exit status is the answer (``rev-parse --verify``), so failures are not raised."""
+    return run_git(args, repo=cwd, check=False, text=True)
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,20 @@ owner's score is their share of that evidence (0 to 1 per file).
 
 The core (parsing git's output, scoring) is pure and tested without git; the
 :class:`HistoryReader` at the edge runs ``git log`` and ``git blame`` through
-gitpython.
+:func:`indexer.git.runner.run_git`, with git's messages in English because a
+blame failure is told apart by its wording.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
+
+from indexer.git.runner import C_LOCALE, GitError, last_line, run_git
 
 from localizer.triage.gitinfo import RepoState, shallow_boundary
 
@@ -238,7 +242,7 @@ def combine_owners(per_file: Sequence[Sequence[Owner]], limit: int = 3) -> list[
 
 
 class HistoryReader:
-    """Reads owners and recent commits for suspect files with gitpython, once per file.
+    """Reads owners and recent commits for suspect files with ``git log`` and ``git blame``, once per file.
 
     ``rev`` None reads the work tree (blame then matches the indexed line
     numbers, and uncommitted lines are left out); otherwise that commit.
@@ -246,23 +250,21 @@ class HistoryReader:
 
     def __init__(self, state: RepoState, rev: str | None = None, *, blame: bool = True, depth: int = 300,
                  half_life_days: float = 365.0, owners_per_file: int = 3, now: float | None = None) -> None:
-        import git
-
         self.state = state
         self.rev = rev
         self.depth = depth
         self.half_life_days = half_life_days
         self.owners_per_file = owners_per_file
         self.now = now if now is not None else time.time()
-        # A plain command runner rooted in the repository: git.Repo misjudges bare repositories
-        # that have no config file, and nothing here needs its object model.
-        self._git = git.Git(str(state.root))
         self._boundary = shallow_boundary(state) if state.shallow else set()
         self.blame = blame and not state.shallow and not state.unborn
         self._ignore_revs = (state.root / ".git-blame-ignore-revs") if not state.bare else None
 
     def close(self) -> None:
-        self._git.clear_cache()
+        """Nothing to release (each git command is its own process); kept for callers that close readers."""
+
+    def _git(self, *args: str) -> str:
+        return run_git(args, repo=self.state.root, text=True, env={**os.environ, **C_LOCALE}).stdout
 
     def read(self, spans: dict[str, list[tuple[int, int]]]) -> History:
         """``spans``: suspect file -> the line ranges worth blaming (empty: log only)."""
@@ -291,21 +293,17 @@ class HistoryReader:
         return history
 
     def _log(self, paths: list[str]) -> list[CommitInfo]:
-        import git
-
         if not paths:
             return []
         try:
-            out = self._git.log("--no-merges", "--use-mailmap", f"-n{self.depth}", LOG_FORMAT, "--name-only",
-                                     self.rev or "HEAD", "--", *paths)
-        except git.GitCommandError as exc:
-            log.warning("git log failed: %s", str(exc).strip().splitlines()[-1:])
+            out = self._git("log", "--no-merges", "--use-mailmap", f"-n{self.depth}", LOG_FORMAT, "--name-only",
+                            self.rev or "HEAD", "--", *paths)
+        except GitError as exc:
+            log.warning("git log failed: %s", last_line(exc.stderr))
             return []
         return [c for c in parse_log(out) if c.sha not in self._boundary]
 
     def _blame(self, path: str, ranges: list[tuple[int, int]]) -> tuple[list[BlameLine], str | None]:
-        import git
-
         args = ["--line-porcelain", "-w"]
         for start, end in merge_spans(ranges):
             args += ["-L", f"{start},{end}"]
@@ -314,10 +312,9 @@ class HistoryReader:
         if self.rev:
             args.append(self.rev)
         try:
-            out = self._git.blame(*args, "--", path)
-        except git.GitCommandError as exc:
-            message = str(exc.stderr or exc).strip().splitlines()
-            last = message[-1] if message else "unknown error"
+            out = self._git("blame", *args, "--", path)
+        except GitError as exc:
+            last = last_line(exc.stderr)
             if "no such path" in last or "no such ref" in last:
                 return [], "not committed yet"
             if "--ignore-revs-file" in args:  # a bad ignore-revs file should not cost the owners
@@ -325,12 +322,9 @@ class HistoryReader:
                 return self._blame(path, ranges)
             if "has only" in last and "lines" in last:  # ranges past the end (file shrank)
                 return [], "blame failed: line numbers out of date"
-            return [], f"blame failed: {last.strip(chr(39)).strip()}"
+            return [], f"blame failed: {last}"
         lines = parse_blame_porcelain(out)
         uncommitted = sum(1 for line in lines if line.sha == UNCOMMITTED)
         note = f"{uncommitted} suspect lines not committed yet" if uncommitted else None
         return [line for line in lines if line.sha != UNCOMMITTED and line.sha not in self._boundary], note
 
-
-def owner_label(owner: Owner, show_email: bool) -> str:
-    return f"{owner.name} <{owner.email}>" if show_email and owner.email else owner.name
