@@ -1,9 +1,18 @@
 """SWE-bench-Lite localization harness with the CoRNStack protocol.
 
-Several retrievers (and models) are compared side by side on the same
-instances in one run. Each instance is indexed at its base commit straight
-from git objects, reusing the content-addressed cache across instances, and
-predictions stream to JSONL so an interrupted run resumes where it stopped.
+Several systems (retriever, model, boosts, reranking) are compared side by side on the same
+instances in one run. Each instance is indexed at its base commit straight from git objects,
+reusing the content-addressed cache across instances, and predictions stream to JSONL so an
+interrupted run resumes where it stopped.
+
+Every system is a :class:`~localizer.config.LocalizeConfig` ranked by
+:class:`~localizer.pipeline.RankingPipeline`, the code ``localize`` runs: the harness only
+batches around it (one loaded model per ``--model``, one BM25 index per instance, one reranker
+call for systems reranking the same list). Where the product and the paper's protocol differ,
+the harness measures the product: its corpus also skips ``test_*.py``-style files
+(``--corpus product``, the default), while ``--corpus protocol`` drops only
+``test``/``tests``/``testing`` directories, as CoRNStack and SweRank do, for figures comparable
+with theirs. The gold labels always follow the protocol (``gold.py``).
 
     python -m benchmarks.swebench.run --data ../shared/data/swe-bench-lite.jsonl \\
         --repos-dir ../repos --retriever bm25 --retriever dense --retriever hybrid --out bench-out/lite
@@ -14,36 +23,34 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import click
 
 from indexer.errors import LocalizerError
-from indexer.index import IndexConfig, RepoIndex, build_index
-from localizer.embedding.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
+from indexer.git.runner import run_git
+from indexer.index import IndexConfig, RepoIndex
+from localizer.cli.options import OptionError, options, rerank_config
+from localizer.config import DEFAULT_MODEL, LocalizeConfig
+from localizer.embedding.embedder import Embedder, EmbedderConfig
 from localizer.embedding.onnx_backend import BACKENDS
-from localizer.rerank.models import DEFAULT_RERANKER
+from localizer.pipeline import RankingPipeline, SharedWork
 from localizer.rerank.reranker import ListwiseReranker, RerankConfig
-from localizer.rerank.scorers import MODES as RERANK_MODES
-from localizer.retrieval.query import build_query
-from localizer.retrieval.ranking import final_scores, order
-from localizer.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
-from benchmarks.swebench.data import Instance, ensure_repos, load_ids, load_instances
-from benchmarks.swebench.gold import GoldLabels, function_id, git_blob_reader, gold_labels
-from benchmarks.swebench.metrics import files_from_functions, gold_ranks
-from benchmarks.swebench.plain_bm25 import plain_query, plain_view
-from benchmarks.swebench.report import write_reports
+from .data import Instance, ensure_repos, load_ids, load_instances
+from .gold import GoldLabels, function_id, git_blob_reader, gold_labels
+from .metrics import files_from_functions, gold_ranks
+from .report import write_reports
 
 log = logging.getLogger("localizer.bench")
 
 SAVED_DEPTH = 100  # predictions keep this many items per ranking; gold ranks use the full ranking
+CORPORA = {"product": "default", "protocol": "dirs"}  # --corpus -> IndexConfig.test_rule
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,28 @@ class HarnessConfig:
     # keeps the fp32 embeddings already in the index cache.
     model_backends: dict = field(default_factory=dict)
     clone: bool = True
-    extra: dict = field(default_factory=dict)
     rerank: RerankConfig | None = None  # for systems with +rerank; None: RerankConfig()
     workers: int = 1  # processes, each with whole repositories and cores/workers threads
+    corpus: str = "product"  # product: what localize indexes; protocol: the paper's corpus (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.corpus not in CORPORA:
+            raise ValueError(f"unknown corpus {self.corpus!r}; choose one of {', '.join(CORPORA)}")
+
+    def index_config(self) -> IndexConfig:
+        return IndexConfig(index_dir=self.index_dir, test_rule=CORPORA[self.corpus])
+
+    def embedder_config(self, model: str) -> EmbedderConfig:
+        return EmbedderConfig(model=model, device=self.device, backend=self.model_backends.get(model, self.backend),
+                              artifact_dir=self.index_dir)
+
+    def localize_config(self, system: System) -> LocalizeConfig:
+        """The product config a system runs; systems differ only in what their spec names."""
+        rerank = None
+        if system.rerank:
+            rerank = replace(self.rerank or RerankConfig(device=self.device), fusion=system.fusion)
+        return LocalizeConfig(retriever=system.retriever, embedder=self.embedder_config(system.model or DEFAULT_MODEL),
+                              index=self.index_config(), mention_boost=1.0 if system.boost else 0.0, rerank=rerank)
 
 
 def parse_model_backends(specs: Sequence[str], models: Sequence[str]) -> dict[str, str]:
@@ -100,9 +126,6 @@ def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[Sys
     ``+rerank+rrf`` fuses its order with the retriever's. ``bm25+rerank`` and ``bm25+rerank+rrf``
     in one run share the model calls.
 
-    ``bm25:plain`` is the vanilla baseline of the literature (raw text, plain
-    word tokens, no boosts), kept to explain differences from reference numbers.
-
     Model-based retrievers are crossed with every ``--model``; names carry the
     model only when there are several.
     """
@@ -115,14 +138,12 @@ def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[Sys
         fusion = "rrf" if stages[1:] == ["rrf"] else "none"
         suffix = spec[len(base):]
         retriever, _, flag = base.partition(":")
-        if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw", "plain") or (
-            flag == "plain" and retriever != "bm25"
-        ):
-            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, bm25:plain, dense, hybrid, optionally with "
-                                     ":raw, then optionally +rerank or +rerank+rrf)")
+        if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw"):
+            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, dense, hybrid, optionally with :raw, then "
+                                     "optionally +rerank or +rerank+rrf)")
         boost = flag == ""
         if retriever == "bm25":
-            systems.append(System(spec, "bm25-plain" if flag == "plain" else retriever, None, boost, rerank, fusion))
+            systems.append(System(spec, retriever, None, boost, rerank, fusion))
             continue
         for model in models:
             name = spec if len(models) == 1 else f"{base}@{Path(model).name}{suffix}"
@@ -134,7 +155,7 @@ def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[Sys
 
 
 def _commit_time(repo_dir: Path, commit: str) -> int:
-    result = subprocess.run(["git", "-C", str(repo_dir), "show", "-s", "--format=%ct", commit], capture_output=True, text=True)
+    result = run_git(["show", "-s", "--format=%ct", commit], repo=repo_dir, check=False, text=True)
     return int(result.stdout.strip() or 0)
 
 
@@ -163,48 +184,36 @@ def _append(path: Path, record: dict) -> None:
 
 class Harness:
     def __init__(self, config: HarnessConfig, reranker: ListwiseReranker | None = None) -> None:
+        if reranker is not None:  # an injected reranker (tests, or one already loaded) brings its settings
+            config = replace(config, rerank=reranker.config)
         self.config = config
-        self._reranker = reranker  # built on first use from config.rerank; injectable for tests
-        # ((instance, head rows), the model's order of that head): the last one, shared by the rerank
-        # systems of one instance that rerank the same head
-        self._model_order: tuple[tuple, list[int]] | None = None
+        self._reranker = reranker  # built on first use from config.rerank
         self._embedders: dict[str, Embedder] = {}
+        self._pipelines: dict[str, RankingPipeline] = {}
+        self._shared = SharedWork()  # one BM25 index and one reranker call per instance, for every system
         self._readers: dict[Path, object] = {}
         self.timing: dict[str, float] = {}
         self.cache: dict[str, int] = {"files": 0, "parsed_files": 0, "chunk_instances": 0, "embedded_chunks": 0}
 
     def embedder(self, model: str) -> Embedder:
+        """One loaded embedder per model, shared by every system that uses it."""
         if model not in self._embedders:
-            backend = self.config.model_backends.get(model, self.config.backend)
-            self._embedders[model] = Embedder(EmbedderConfig(model=model, device=self.config.device, backend=backend,
-                                                             artifact_dir=self.config.index_dir))
+            self._embedders[model] = Embedder(self.config.embedder_config(model))
         return self._embedders[model]
 
     def reranker(self) -> ListwiseReranker:
+        """One reranker for every +rerank system; each system applies its own fusion to its order."""
         if self._reranker is None:
             self._reranker = ListwiseReranker(self.config.rerank or RerankConfig(device=self.config.device))
         return self._reranker
 
-    def _rerank(self, instance: Instance, index: RepoIndex, rows: list[int], scores: dict[int, float],
-                files: list[str], fusion: str = "none") -> tuple[list[int], list[str]]:
-        """Functions reranked by the LLM; files follow them (as ``localize --rerank`` does). The model's
-        order of a given head is computed once per instance, so fused and unfused systems share it."""
-        from localizer.rerank.fusion import apply_fusion
-        from localizer.rerank.localize import promote_files, rerank_function_rows
-
-        reranker = self.reranker()
-        depth = reranker.config.depth
-        head = tuple(rows[:depth])
-        key = (instance.instance_id, head)
-        if self._model_order is None or self._model_order[0] != key:
-            started = time.perf_counter()
-            _, _, result = rerank_function_rows(reranker, instance.problem_statement, rows, index.chunks, scores)
-            self._model_order = (key, result.model_order)  # fused below, per system
-            self._add_time("rerank", time.perf_counter() - started)
-        order = apply_fusion(fusion, self._model_order[1], reranker.config.fusion_k)
-        rows = [head[p] for p in order] + list(rows[depth:])
-        files = promote_files([index.chunks[row].path for row in rows[:depth]], files)
-        return rows, files
+    def pipeline(self, system: System) -> RankingPipeline:
+        """The product's pipeline for one system, sharing models and per-instance work with the others."""
+        if system.name not in self._pipelines:
+            self._pipelines[system.name] = RankingPipeline(
+                self.config.localize_config(system), embedder=self.embedder(system.model) if system.model else None,
+                reranker=self.reranker() if system.rerank else None, shared=self._shared)
+        return self._pipelines[system.name]
 
     def blob_reader(self, repo_dir: Path):
         """One long-lived ``git cat-file`` reader per repository."""
@@ -212,17 +221,14 @@ class Harness:
             self._readers[repo_dir] = git_blob_reader(repo_dir)
         return self._readers[repo_dir]
 
-    def _index(self, repo_dir: Path, instance: Instance, model: str | None) -> RepoIndex:
-        # The protocol drops only test/tests/testing directories.
-        config = IndexConfig(index_dir=self.config.index_dir, test_rule="dirs")
-        encoder = self.embedder(model) if model else None
+    def _index(self, repo_dir: Path, instance: Instance, system: System) -> RepoIndex:
         started = time.perf_counter()
-        index = build_index(repo_dir, instance.base_commit, encoder=encoder, config=config)
-        self._add_time(f"index:{model or 'bm25'}", time.perf_counter() - started)
+        index = self.pipeline(system).build_index(repo_dir, rev=instance.base_commit)
+        self._add_time(f"index:{system.model or 'bm25'}", time.perf_counter() - started)
         stats = index.stats
         self.cache["files"] += stats.files
         self.cache["parsed_files"] += stats.parsed_files
-        if model:
+        if system.model:
             self.cache["chunk_instances"] += stats.chunks
             self.cache["embedded_chunks"] += stats.embedded_chunks
         return index
@@ -231,35 +237,19 @@ class Harness:
         self.timing[key] = self.timing.get(key, 0.0) + seconds
 
     def run_instance(self, instance: Instance, repo_dir: Path, systems: Sequence[System], gold: GoldLabels) -> list[dict]:
-        query = build_query(instance.problem_statement)
+        # One index per model (its chunks are the same at one commit); model-free systems rank the first.
         indexes: dict[str | None, RepoIndex] = {}
-        for model in dict.fromkeys(s.model for s in systems if s.model):
-            indexes[model] = self._index(repo_dir, instance, model)
-        base = next(iter(indexes.values()), None) or self._index(repo_dir, instance, None)
-        bm25 = None
+        for system in systems:
+            if system.model and system.model not in indexes:
+                indexes[system.model] = self._index(repo_dir, instance, system)
+        base = next(iter(indexes.values()), None) or self._index(repo_dir, instance, systems[0])
         records = []
         for system in systems:
             started = time.perf_counter()
             index = indexes.get(system.model, base)
-            if system.retriever in ("bm25", "hybrid") and bm25 is None:
-                bm25 = BM25Retriever(base)
-                self._add_time("index:bm25-build", time.perf_counter() - started)
-                started = time.perf_counter()
-            if system.retriever == "bm25":
-                retriever = bm25
-            elif system.retriever == "bm25-plain":
-                retriever = BM25Retriever(plain_view(base, instance.base_commit, self.blob_reader(repo_dir)))
-            elif system.retriever == "dense":
-                retriever = DenseRetriever(index, self.embedder(system.model))
-            else:
-                retriever = HybridRetriever(bm25, DenseRetriever(index, self.embedder(system.model)))
-            scores = retriever.score(plain_query(query) if system.retriever == "bm25-plain" else query)
-            file_scores, function_scores = final_scores(query, scores, index.chunks, 1.0 if system.boost else 0.0)
-            files = order(file_scores)
-            rows = order(function_scores)
-            if system.rerank:
-                rows, files = self._rerank(instance, index, rows, function_scores, files, system.fusion)
-            functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in rows]
+            ranking = self.pipeline(system).rank(index, instance.problem_statement)
+            files = ranking.files
+            functions = [function_id(index.chunks[row].path, index.chunks[row].name) for row in ranking.functions]
             files_via_functions = files_from_functions(functions)
             seconds = time.perf_counter() - started
             self._add_time(f"query:{system.name}", seconds)
@@ -277,10 +267,12 @@ class Harness:
                         "files_from_functions": gold_ranks(files_via_functions, gold.files),
                         "functions": gold_ranks(functions, gold.functions),
                     },
-                    "corpus": {"files": len(file_scores), "functions": len(function_scores)},
+                    "corpus": {"files": len(ranking.file_scores), "functions": len(ranking.function_scores)},
                     "seconds": round(seconds, 4),
                 }
             )
+        for key, seconds in self._shared.pop_timing().items():
+            self._add_time(key, seconds)
         return records
 
     def select_instances(self) -> tuple[list[Instance], dict[str, Path]]:
@@ -476,23 +468,16 @@ def _stderr_console():
               help="Only these instance ids (one per line), e.g. the paper's 274.")
 @click.option("--retriever", "retrievers", multiple=True, default=("bm25",), show_default=True,
               help="bm25, dense or hybrid; repeat to compare; add :raw to turn off mention boosts, "
-                   "+rerank for the LLM reranker on top (e.g. bm25 and bm25+rerank side by side).")
+                   "+rerank for the LLM reranker on top (e.g. bm25 and bm25+rerank side by side), "
+                   "+rerank+rrf to fuse its order with the retriever's.")
 @click.option("--model", "models", multiple=True, default=(DEFAULT_MODEL,), show_default=True,
               help="Embedder for dense/hybrid; repeat to compare models.")
-@click.option("--reranker", "reranker_model", default=DEFAULT_RERANKER, show_default=True,
-              help="Causal LM for +rerank systems: packaged default, HF id, directory or .gguf.")
-@click.option("--reranker-adapter", default=None, metavar="DIR", help="peft LoRA adapter for the reranker.")
-@click.option("--rerank-depth", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--rerank-window", type=click.IntRange(min=2), default=10, show_default=True)
-@click.option("--rerank-stride", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default="first-token", show_default=True)
+@click.option("--corpus", type=click.Choice(tuple(CORPORA)), default="product", show_default=True,
+              help="product: the files localize indexes (also skips test_*.py-style files); protocol: the paper's "
+                   "corpus (drops only test/tests/testing directories), for figures comparable with CoRNStack's.")
+@options("reranker_model", "reranker_adapter", "rerank_depth", "rerank_window", "rerank_stride", "rerank_mode")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N instances (a smoke run).")
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Index cache (default: the localize cache dir).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-              help="Embedder runtime: torch (fp32), torch-bf16 (autocast; fast on CPUs with native bf16), "
-                   "or onnx / onnx-int8 on CPU (localizer[onnx]).")
+@options("index_dir", "device", "backend")
 @click.option("--model-backend", "model_backends", multiple=True, metavar="MODEL=BACKEND",
               help="Runtime for one --model only, e.g. a new model in torch-bf16 beside the base model's cached "
                    "fp32 embeddings. Repeatable.")
@@ -502,31 +487,29 @@ def _stderr_console():
 @click.option("--no-clone", is_flag=True, help="Never try to clone a missing repository.")
 @click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
 @click.option("--verbose", "-v", count=True)
-def main(data, repos_dir, out, ids_file, retrievers, models, reranker_model, reranker_adapter, rerank_depth,
-         rerank_window, rerank_stride, rerank_mode, limit, index_dir, device, backend, model_backends, workers, no_clone,
-         report_only, verbose):
+def main(data, repos_dir, out, ids_file, retrievers, models, corpus, limit, index_dir, device, backend, model_backends,
+         workers, no_clone, report_only, verbose, **rerank_options):
     """Measure top-k localization accuracy on SWE-bench-Lite (CoRNStack protocol)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
     systems = parse_systems(retrievers, models)
-    if rerank_stride > rerank_window:
-        raise click.BadParameter("--rerank-stride must not exceed --rerank-window")
-    rerank = RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
-                          stride=rerank_stride, mode=rerank_mode, device=device,
-                          fusion="none")  # fusion is per system here (+rerank+rrf), from the model's own order
+    try:
+        # fusion is per system here (+rerank+rrf), applied to the model's own order
+        rerank = rerank_config({**rerank_options, "device": device}, fusion="none")
+    except OptionError as exc:
+        raise click.BadParameter(str(exc)) from exc
     config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
                            limit=limit, index_dir=index_dir, device=device, backend=backend,
                            model_backends=parse_model_backends(model_backends, models), clone=not no_clone, workers=workers,
-                           rerank=rerank if any(s.rerank for s in systems) else None)
+                           rerank=rerank if any(s.rerank for s in systems) else None, corpus=corpus)
     try:
         if report_only:
-            metrics = write_reports(out, [s.name for s in systems], None, _protocol_ids(config))
+            write_reports(out, [s.name for s in systems], None, _protocol_ids(config))
         else:
-            metrics = Harness(config).run()
+            Harness(config).run()
     except LocalizerError as exc:
         click.echo(f"bench: error: {exc}", err=True)
         sys.exit(1)
     click.echo((out / "metrics.md").read_text())
-    del metrics
 
 
 if __name__ == "__main__":

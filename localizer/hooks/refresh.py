@@ -39,7 +39,9 @@ from indexer.filters import DEFAULT_MAX_FILE_SIZE
 from indexer.index import DocumentEncoder, IndexConfig, build_index, default_index_dir, repo_state_dir
 from indexer.source import find_git_root
 
-from localizer.embedding.embedder import DEFAULT_MODEL, EmbedderConfig
+from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RETRIEVER, LocalizeConfig
+from localizer.embedding.embedder import EmbedderConfig
+from localizer.pipeline import needs_embedder
 from localizer.triage.gitinfo import GIT_HOOK_ENV, read_repo_state, rebase_in_progress
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,10 @@ class HookConfig:
     as JSON (which ``hook status`` reads back).
     """
 
-    retriever: str = "hybrid"
+    retriever: str = DEFAULT_RETRIEVER
     model: str = DEFAULT_MODEL
     device: str = "auto"
+    backend: str = DEFAULT_BACKEND  # the runtime whose embeddings the queries will read (each is cached apart)
     index_dir: str = ""  # absolute; empty means the default cache dir
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     include_tests: bool = False
@@ -83,12 +86,21 @@ class HookConfig:
     def log_path(self) -> Path:
         return self.resolved_index_dir() / LOG_FILE
 
+    def localize_config(self) -> LocalizeConfig:
+        """The config of the ``localize`` runs this hook keeps an index fresh for (and of its triage)."""
+        return LocalizeConfig(
+            retriever=self.retriever,
+            embedder=EmbedderConfig(model=self.model, device=self.device, backend=self.backend,
+                                    artifact_dir=self.resolved_index_dir()),
+            index=IndexConfig(max_file_size=self.max_file_size, include_tests=self.include_tests,
+                              index_dir=self.resolved_index_dir()),
+        )
+
     def index_config(self) -> IndexConfig:
-        return IndexConfig(max_file_size=self.max_file_size, include_tests=self.include_tests,
-                           index_dir=self.resolved_index_dir())
+        return self.localize_config().index
 
     def embedder_config(self) -> EmbedderConfig:
-        return EmbedderConfig(model=self.model, device=self.device)
+        return self.localize_config().embedder
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +112,7 @@ class HookConfig:
 
     def to_args(self) -> list[str]:
         """The ``localize hook run`` options that reproduce this config."""
-        args = ["--retriever", self.retriever, "--model", self.model, "--device", self.device,
+        args = ["--retriever", self.retriever, "--model", self.model, "--device", self.device, "--backend", self.backend,
                 "--index-dir", str(self.resolved_index_dir()), "--max-file-size", str(self.max_file_size)]
         if self.include_tests:
             args.append("--include-tests")
@@ -151,7 +163,7 @@ def encoder_cache_key(config: EmbedderConfig) -> str:
     from localizer.embedding.embedder import resolve_model
 
     _, base = resolve_model(config.model)
-    return json.dumps([base, config.document_prompt, config.max_seq_length, config.trust_remote_code])
+    return json.dumps([base, config.document_prompt, config.max_seq_length, config.trust_remote_code, config.backend])
 
 
 class LazyEncoder:
@@ -370,7 +382,7 @@ def _refresh_locked(root: Path, config: HookConfig, hook: str, ticket: int, queu
         "branch": repo_state.branch,
         "detached": repo_state.detached,
         "retriever": config.retriever,
-        "model": config.model if config.retriever != "bm25" else None,
+        "model": config.model if needs_embedder(config.localize_config()) else None,
         "startup_s": round(startup, 3) if startup is not None else None,
     }
     hook_state = read_hook_state(state_dir) or {}
@@ -412,7 +424,7 @@ def _build(root: Path, config: HookConfig, hook_state: dict[str, Any],
     progress = _preempt_check(queue, ticket)
     encoder = None
     parse_phase_s = None
-    if config.retriever != "bm25":
+    if needs_embedder(config.localize_config()):
         # Phase 1 needs no model: changed files are parsed and BM25-ready in about a second,
         # while loading the embedder alone takes several; phase 2 then embeds only what changed.
         started = time.perf_counter()
@@ -432,15 +444,13 @@ def _build(root: Path, config: HookConfig, hook_state: dict[str, Any],
 def _triage_issues(root: Path, config: HookConfig, queue: RequestQueue, ticket: int) -> dict[str, Any]:
     from localizer.triage.batch import triage_directory
     from localizer.triage.triager import TriageConfig
-    from localizer.api import LocalizeConfig
 
     issues = Path(config.issues_dir or "")
     issues = issues if issues.is_absolute() else root / issues
     reports = Path(config.reports_dir) if config.reports_dir else None
     if reports is not None and not reports.is_absolute():
         reports = root / reports
-    triage_config = TriageConfig(localize=LocalizeConfig(retriever=config.retriever, embedder=config.embedder_config(),
-                                                         index=config.index_config()))
+    triage_config = TriageConfig(localize=config.localize_config())
 
     def check() -> None:
         if queue.latest() != ticket:

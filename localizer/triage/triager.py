@@ -14,13 +14,13 @@ indexes once and triages any number of issues.
 from __future__ import annotations
 
 import logging
-import subprocess
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.errors import RepositoryError
+from indexer.errors import LocalizerError, RepositoryError
+from indexer.git.runner import run_git
 from indexer.index import Progress
 
 from localizer.api import FunctionHit, LocalizeConfig, Localizer, validate_issue_text
@@ -222,11 +222,10 @@ class SourceLines:
     def _read(self, path: str) -> list[str] | None:
         try:
             if self.commit:
-                data = subprocess.run(["git", "-C", str(self.root), "show", f"{self.commit}:{path}"],
-                                      capture_output=True, check=True).stdout
+                data = run_git(["show", f"{self.commit}:{path}"], repo=self.root).stdout
             else:
                 data = (self.root / path).read_bytes()
-        except (OSError, subprocess.CalledProcessError):
+        except (OSError, LocalizerError):
             return None
         return data.decode("utf-8", errors="replace").splitlines()
 

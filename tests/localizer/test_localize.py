@@ -33,7 +33,7 @@ def _top_function(result: LocalizationResult) -> tuple[str, str]:
 
 @pytest.mark.parametrize("retriever", ["bm25", "dense", "hybrid"])
 def test_each_retriever_finds_the_described_bugs(sample_repo, index_dir, retriever, minilm, monkeypatch):
-    monkeypatch.setattr("localizer.api.Embedder", lambda config: minilm)
+    monkeypatch.setattr("localizer.pipeline.Embedder", lambda config: minilm)
     localizer = _localizer(sample_repo, index_dir, retriever)
     cart = localizer.localize(CART_ISSUE)
     assert _top_function(cart) == ("shop/cart.py", "Cart.total")

@@ -1,4 +1,4 @@
-"""The reranker inside ``Localizer``, the ``localize`` CLI and the SWE-bench harness."""
+"""The reranker inside ``Localizer`` and the ``localize`` CLI (the harness side: tests/benchmarks/test_harness_rerank.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ from localizer.rerank.reranker import ListwiseReranker, RerankConfig
 from localizer.rerank.scorers import WindowAnswer
 
 from tests.cli_helpers import assert_one_line_error, run
-from tests.benchmarks import test_harness
-from tests.benchmarks.test_harness import Harness, _config
 from tests.localizer.test_localize import CART_ISSUE
 
 torch = pytest.importorskip("torch")
-toy_bench = test_harness.toy_bench  # the harness tests' two-instance toy benchmark (a fixture)
 
 
 class ReverseScorer:
@@ -59,9 +56,13 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     index = IndexConfig(index_dir=index_dir)
     plain = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8)).localize(CART_ISSUE)
     depth = 4
-    localizer = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8, rerank=RerankConfig(model="tiny", depth=depth)))
-    localizer._reranker = _reverse_reranker(tiny_loaded, depth)
-    reranked = localizer.localize(CART_ISSUE)
+
+    def reranking(fusion: str) -> Localizer:
+        # the injected reranker holds the model; the fusion is the localize config's
+        config = LocalizeConfig(index=index, top_k=8, rerank=RerankConfig(model="tiny", depth=depth, fusion=fusion))
+        return Localizer(sample_repo, config, reranker=_reverse_reranker(tiny_loaded, depth))
+
+    reranked = reranking("none").localize(CART_ISSUE)
     names = [(f.path, f.name) for f in reranked.functions]
     before = [(f.path, f.name) for f in plain.functions]
     assert names[:depth] == before[:depth][::-1]  # one window, reversed by the stub
@@ -71,8 +72,7 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     assert len({f.path for f in reranked.files}) == len(reranked.files)
     # the default fuses the model's order with the retriever's: the reversal of 4 becomes [3, 0, 2, 1]
     assert RerankConfig().fusion == "rrf"
-    localizer._reranker = _reverse_reranker(tiny_loaded, depth, fusion="rrf")
-    fused = [(f.path, f.name) for f in localizer.localize(CART_ISSUE).functions]
+    fused = [(f.path, f.name) for f in reranking("rrf").localize(CART_ISSUE).functions]
     assert fused[:depth] == [before[3], before[0], before[2], before[1]] and fused[depth:] == before[depth:]
 
 
@@ -94,38 +94,6 @@ def test_cli_rejects_stride_over_window(sample_repo, tmp_path):
     result = run("--repo", sample_repo, "--no-cache", "--issue", issue, "--rerank", "--rerank-window", "4",
                  "--rerank-stride", "5")
     assert_one_line_error(result, "--rerank-stride")
-
-
-def test_harness_compares_bm25_with_and_without_rerank(toy_bench, tiny_loaded):
-    tmp_path, repos, data = toy_bench
-    reranker = _reverse_reranker(tiny_loaded, depth=3)
-    config = _config(tmp_path, repos, data, "bm25", "bm25+rerank")
-    metrics = Harness(config, reranker=reranker).run()
-    records = [json.loads(line) for line in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
-    by_key = {(r["instance_id"], r["system"]): r for r in records}
-    for instance in ("acme__calc-1", "acme__calc-2"):
-        base, reranked = by_key[(instance, "bm25")], by_key[(instance, "bm25+rerank")]
-        assert reranked["functions"][:3] == base["functions"][:3][::-1]
-        assert reranked["functions"][3:] == base["functions"][3:]
-        assert reranked["files"][0] == reranked["functions"][0].split(".py/")[0] + ".py"
-    assert set(metrics) >= {"bm25", "bm25+rerank"}
-    assert reranker.scorer.calls == 2
-    run_info = json.loads((tmp_path / "out/runs.jsonl").read_text().splitlines()[-1])
-    assert run_info["timing_seconds"]["rerank"] >= 0
-
-
-def test_harness_shares_model_calls_between_plain_and_fused_rerank(toy_bench, tiny_loaded):
-    tmp_path, repos, data = toy_bench
-    reranker = _reverse_reranker(tiny_loaded, depth=3)
-    config = _config(tmp_path, repos, data, "bm25", "bm25+rerank", "bm25+rerank+rrf")
-    Harness(config, reranker=reranker).run()
-    records = [json.loads(line) for line in (tmp_path / "out/predictions.jsonl").read_text().splitlines()]
-    by_key = {(r["instance_id"], r["system"]): r for r in records}
-    for instance in ("acme__calc-1", "acme__calc-2"):
-        base, fused = by_key[(instance, "bm25")]["functions"], by_key[(instance, "bm25+rerank+rrf")]["functions"]
-        # the reversal [2, 1, 0] fused with [0, 1, 2]: the ends tie, the model breaks the tie
-        assert fused[:3] == [base[2], base[0], base[1]] and fused[3:] == base[3:]
-    assert reranker.scorer.calls == 2  # one model pass per instance for both rerank systems
 
 
 def test_reranker_fuses_with_the_input_order(tiny_loaded):

@@ -1,0 +1,185 @@
+"""The one ranking pipeline: an index plus an issue in, ranked files and functions out.
+
+Every caller runs this code and no other: ``localize`` and the :class:`~localizer.Localizer`
+API, ``localize triage``, the hook's triage of issue files, ``localize-bench`` and, through
+it, ``cornstack-train harness``. So a number the benchmark reports is a number of the code
+users run: the harness may batch around the pipeline (one loaded model for many systems, one
+BM25 index for every system of an instance, one reranker call for systems that rerank the
+same list) but never re-implements a step of it.
+
+The steps, in order:
+
+1. **Query.** The issue is parsed once (:func:`~localizer.retrieval.query.build_query`):
+   terms for BM25, a dense text that leads with what locates a bug, and the paths, traceback
+   frames and symbols it names.
+2. **Retrieval.** BM25, dense or their reciprocal-rank fusion (``config.retriever``).
+3. **Scores.** Each level's scores scaled to 0-1, plus the mention boosts
+   (:func:`~localizer.retrieval.ranking.final_scores`).
+4. **Reranking** (``config.rerank``). The listwise LLM reorders the top ``depth`` functions;
+   its order is fused with the retriever's as configured (``RerankConfig.fusion``), scores are
+   handed out by position, and files follow the reranked functions
+   (:mod:`localizer.rerank.localize`).
+
+:class:`Ranking` keeps every scored item, so callers take a top k (``localize``) or find the
+rank of any gold item (the harness) from the same lists.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from indexer.index import Progress, RepoIndex, build_index
+
+from localizer.config import LocalizeConfig, validate_issue_text
+from localizer.embedding.embedder import Embedder
+from localizer.rerank.reranker import ListwiseReranker
+from localizer.retrieval.query import IssueQuery, build_query
+from localizer.retrieval.ranking import final_scores, order
+from localizer.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
+
+
+def needs_embedder(config: LocalizeConfig) -> bool:
+    """The one answer to "does this run load the embedder": dense and hybrid do, BM25 does not."""
+    return config.retriever in ("dense", "hybrid")
+
+
+@dataclass
+class Ranking:
+    """Every scored file and function of one issue over one index, best first.
+
+    ``functions`` holds chunk rows of ``index.chunks``. ``model_order`` is the reranker's own
+    order of the head it reordered (positions in the retriever's head, before fusion), or None
+    when nothing was reranked.
+    """
+
+    index: RepoIndex
+    query: IssueQuery
+    files: list[str]
+    file_scores: dict[str, float]
+    functions: list[int]
+    function_scores: dict[int, float]
+    model_order: list[int] | None = None
+
+
+class SharedWork:
+    """What several pipelines over the same instance may share instead of recomputing.
+
+    The harness runs many configurations (systems) on one index: they share the BM25 index
+    built over it, and configurations that rerank the same head with the same reranker share
+    the model's order of it (fusion is applied per configuration afterwards). Only the latest
+    index and head are kept: the harness visits one instance at a time.
+    """
+
+    def __init__(self) -> None:
+        self._bm25: tuple[RepoIndex, BM25Retriever] | None = None
+        self._model_order: tuple[tuple[Any, ...], list[int]] | None = None
+        self._timing: dict[str, float] = {}
+
+    def bm25(self, index: RepoIndex) -> BM25Retriever:
+        if self._bm25 is None or self._bm25[0] is not index:
+            started = time.perf_counter()
+            self._bm25 = (index, BM25Retriever(index))
+            self._add_time("index:bm25-build", time.perf_counter() - started)
+        return self._bm25[1]
+
+    def model_order(self, key: tuple[Any, ...], compute: Callable[[], list[int]]) -> list[int]:
+        if self._model_order is None or self._model_order[0] != key:
+            started = time.perf_counter()
+            self._model_order = (key, compute())
+            self._add_time("rerank", time.perf_counter() - started)
+        return self._model_order[1]
+
+    def pop_timing(self) -> dict[str, float]:
+        """Seconds spent building BM25 indexes and in reranker calls since the last call."""
+        timing, self._timing = self._timing, {}
+        return timing
+
+    def _add_time(self, key: str, seconds: float) -> None:
+        self._timing[key] = self._timing.get(key, 0.0) + seconds
+
+
+class RankingPipeline:
+    """The steps above for one :class:`LocalizeConfig`; models load on first use.
+
+    ``embedder`` and ``reranker`` inject loaded models (shared between pipelines, or fakes in
+    tests); by default they are built from the config when first needed. ``shared`` lets
+    pipelines over the same index share their BM25 index and reranker calls.
+    """
+
+    def __init__(self, config: LocalizeConfig, *, embedder: Embedder | None = None,
+                 reranker: ListwiseReranker | None = None, shared: SharedWork | None = None) -> None:
+        if reranker is not None and config.rerank is not None and reranker.config.depth != config.rerank.depth:
+            raise ValueError(f"the reranker reorders {reranker.config.depth} functions but the config says "
+                             f"{config.rerank.depth}")
+        self.config = config
+        self._embedder = embedder
+        self._reranker = reranker
+        self._shared = shared or SharedWork()
+        self._retriever: tuple[RepoIndex, Retriever] | None = None
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The embedder when the retriever needs one (loaded lazily), else None."""
+        if self._embedder is None and needs_embedder(self.config):
+            self._embedder = Embedder(self.config.embedder)
+        return self._embedder if needs_embedder(self.config) else None
+
+    @property
+    def reranker(self) -> ListwiseReranker | None:
+        """The listwise reranker when ``config.rerank`` is set; its model loads on first use."""
+        if self._reranker is None and self.config.rerank is not None:
+            self._reranker = ListwiseReranker(self.config.rerank)
+        return self._reranker if self.config.rerank is not None else None
+
+    def build_index(self, repo: str | Path, progress: Progress | None = None, rev: str | None = None) -> RepoIndex:
+        """The snapshot this config ranks: chunks at ``rev`` (default ``config.rev``), with embeddings
+        when the retriever needs them."""
+        return build_index(repo, rev or self.config.rev, encoder=self.embedder, config=self.config.index,
+                           progress=progress)
+
+    def retriever(self, index: RepoIndex) -> Retriever:
+        if self._retriever is None or self._retriever[0] is not index:
+            kind = self.config.retriever
+            if kind == "bm25":
+                retriever: Retriever = self._shared.bm25(index)
+            elif kind == "dense":
+                retriever = DenseRetriever(index, self.embedder)
+            else:
+                retriever = HybridRetriever(self._shared.bm25(index), DenseRetriever(index, self.embedder))
+            self._retriever = (index, retriever)
+        return self._retriever[1]
+
+    def rank(self, index: RepoIndex, issue_text: str) -> Ranking:
+        query = build_query(validate_issue_text(issue_text))
+        scores = self.retriever(index).score(query)
+        file_scores, function_scores = final_scores(query, scores, index.chunks, self.config.mention_boost)
+        ranking = Ranking(index, query, order(file_scores), file_scores, order(function_scores), function_scores)
+        if self.reranker is not None and ranking.functions:
+            self._rerank(ranking, issue_text)
+        return ranking
+
+    def _rerank(self, ranking: Ranking, issue_text: str) -> None:
+        """Functions reordered by the LLM and fused as configured; files follow the reranked functions."""
+        from localizer.rerank.fusion import apply_fusion
+        from localizer.rerank.localize import function_candidates, promote_files, rescore_by_position
+
+        reranker, settings = self.reranker, self.config.rerank
+        chunks = ranking.index.chunks
+        head = ranking.functions[: settings.depth]
+        key = (id(reranker), issue_text, tuple((chunks[row].path, chunks[row].name, chunks[row].start_line)
+                                               for row in head))
+
+        def model_order() -> list[int]:
+            candidates = function_candidates(head, chunks, ranking.function_scores)
+            return reranker.rerank(issue_text, candidates).model_order
+
+        ranking.model_order = self._shared.model_order(key, model_order)
+        reordered = [head[p] for p in apply_fusion(settings.fusion, ranking.model_order, settings.fusion_k)]
+        head_scores = rescore_by_position(reordered, {row: ranking.function_scores[row] for row in head})
+        ranking.function_scores = {**ranking.function_scores, **head_scores}
+        ranking.functions = reordered + ranking.functions[settings.depth:]
+        ranking.files = promote_files([chunks[row].path for row in reordered], ranking.files)
+        ranking.file_scores = rescore_by_position(ranking.files, ranking.file_scores)
