@@ -118,6 +118,8 @@ if [[ $sources == registry ]]; then
             --max-queries 1000 "${heldout[@]}"
     fi
     echo "model: $model/model (delta: $model/delta); localize --model $model/model" >&2
+    # Only registry-trained weights may ship; `ship` writes package data of this checkout.
+    echo "ship it: cornstack-train ship $model (writes $root/localizer/models/cornstack; --into DIR elsewhere)" >&2
     exit 0
 fi
 

@@ -10,10 +10,14 @@ be run, resumed and inspected one at a time:
     cornstack-train train data/negatives --out models/embedder
     cornstack-train eval data/negatives -o eval/ --model base --model trained=models/embedder
     cornstack-train ship models/embedder      # install its delta as localize's `localizer-cornstack`
+                                              # (writes localizer/models/cornstack; --into DIR elsewhere)
     cornstack-train ablate data/negatives data/mined -o ablation/
     cornstack-train teacher-rank data/negatives --out data/rerank
     cornstack-train train-reranker data/rerank --out models/reranker
     cornstack-train eval-reranker data/negatives --out eval/rerank --adapter trained=models/reranker/adapter
+
+Every failure a user can act on is an ``indexer.errors.LocalizerError``; the group prints it as
+one ``cornstack-train: error:`` line and exits 1 (``cornstack_train.errors``).
 """
 
 from __future__ import annotations
@@ -23,18 +27,19 @@ import sys
 
 import click
 
-from cornstack_train.embedder.stages_ablation import ablate_command
 from cornstack_train.data.stages import filter_command, mine_command, negatives_command
-from cornstack_train.reranker.stages import eval_reranker_command, teacher_rank_command, train_reranker_command
 from cornstack_train.data.stages_sources import download_command
 from cornstack_train.embedder.stages import eval_command, harness_command, ship_command, train_command
+from cornstack_train.embedder.stages_ablation import ablate_command
+from cornstack_train.errors import StageGroup
+from cornstack_train.reranker.stages import eval_reranker_command, teacher_rank_command, train_reranker_command
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=StageGroup, context_settings=CONTEXT)
 @click.option("--verbose", "-v", count=True, help="More log output on stderr.")
-@click.version_option(package_name="localizer", prog_name="cornstack-train")
+@click.version_option(package_name="cornstack-localizer", prog_name="cornstack-train")
 def main(verbose: int) -> None:
     """Mine, filter and train the embedder (and reranker) that ``localize`` uses.
 

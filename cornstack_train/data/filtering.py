@@ -38,7 +38,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cornstack_train.data.vectors import TextEncoder, VectorCache, flat_ip_index, query_groups, query_key, search, unique_codes
+from localizer.device import resolve_device
+from localizer.retrieval.faiss_index import flat_ip_index, search
+
+from cornstack_train.data.vectors import TextEncoder, VectorCache, query_groups, query_key, unique_codes
 
 DEFAULT_TOP_K = 2
 DEFAULT_THRESHOLD = 0.3
@@ -232,7 +235,7 @@ def run_filter(
         return {"stage": "filter", "encode_shard": [i, n], "encoded_queries": len(q), "encoded_codes": len(c)}
     q, c = encode_pairs(queries, codes, encoder, cache, progress)
     result = consistency_filter(q, c, row_to_code, config.top_k, config.threshold, config.rank_depth,
-                                use_gpu=config.device.startswith("cuda"), query_keys=[query_key(t) for t in queries])
+                                use_gpu=resolve_device(config.device).startswith("cuda"), query_keys=[query_key(t) for t in queries])
     out_ds = ds.add_column("filter_score", [float(s) for s in result.score])
     out_ds = out_ds.add_column("filter_rank", [int(r) for r in result.rank])
     kept_idx = np.flatnonzero(result.keep)

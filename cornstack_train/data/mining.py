@@ -45,6 +45,7 @@ from cornstack_train.data.commits import CommitConfig, commit_pairs
 from cornstack_train.data.denylist import BenchmarkHashes, canonical_repo_name, denied_by_name
 from cornstack_train.data.docstrings import docstring_pairs
 from cornstack_train.data.records import PAIR_COLUMNS
+from cornstack_train.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ _HUB_QUERY_COLUMNS = ("query", "docstring", "func_documentation_string", "nl")
 _HUB_CODE_COLUMNS = ("document", "positive", "code", "func_code_string")
 
 
-class MiningError(RuntimeError):
+class MiningError(TrainingError):
     """A source cannot be mined (missing path, unreachable hub); the message is one line."""
 
 

@@ -30,7 +30,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cornstack_train.data.vectors import TextEncoder, flat_ip_index, query_groups, search
+from localizer.device import resolve_device
+from localizer.retrieval.faiss_index import flat_ip_index, search
+
+from cornstack_train.data.vectors import TextEncoder, query_groups
 
 DROP_REASONS = ("same_query", "identical", "near_duplicate", "margin", "max_score")
 
@@ -140,7 +143,7 @@ def run_negatives(
         q, c, row_to_code, query_keys=[query_key(t) for t in queries],
         code_keys=[code_hash(code) for code in codes], top_n=config.top_n, search_depth=config.search_depth,
         margin=config.margin, max_score=config.max_score, max_code_similarity=config.max_code_similarity,
-        use_gpu=config.device.startswith("cuda"),
+        use_gpu=resolve_device(config.device).startswith("cuda"),
     )
     ids = ds["id"]
     negative_ids = [[ids[first_row[j]] for j in row] for row in result.negatives]

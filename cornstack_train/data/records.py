@@ -20,11 +20,15 @@ Columns shared by the stages (a later stage keeps the earlier columns):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from indexer.storage.atomic import atomic_replace_dir
+from localizer.embedding.shipped import sha256_file
+
+from cornstack_train.errors import TrainingError
 
 PAIR_COLUMNS = ("id", "query", "positive", "kind", "language", "repo", "path", "name", "source")
 FILTER_COLUMNS = ("filter_score", "filter_rank")
@@ -33,7 +37,7 @@ STATS_FILE = "stats.json"
 DATA_DIR = "data"
 
 
-class StageError(RuntimeError):
+class StageError(TrainingError):
     """A stage's input is missing, malformed, or from the wrong stage."""
 
 
@@ -74,3 +78,17 @@ def load_stage(in_dir: str | Path, require: tuple[str, ...] = PAIR_COLUMNS):
 
 def load_stats(in_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(in_dir) / STATS_FILE).read_text())
+
+
+def sha256_tree(root: str | Path) -> str:
+    """One hash over every file under ``root`` (relative path and content), independent of listing order.
+
+    Model cards and run records carry it for the stage data they were trained or scored on, so
+    a figure can be traced to the exact data behind it.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()

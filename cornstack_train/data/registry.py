@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 from indexer.storage.atomic import atomic_replace_dir, atomic_write_json
 
 from cornstack_train.data.denylist import denied_by_name
+from cornstack_train.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ PEP691_ACCEPT = "application/vnd.pypi.simple.v1+json, application/json;q=0.9, */
 STATS = "stats.json"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(TrainingError):
     """A package list entry is malformed, or a release cannot be found, downloaded or verified."""
 
 

@@ -1,24 +1,28 @@
 """Click commands of the data stages: ``mine``, ``filter``, ``negatives``.
 
 Thin: each builds its stage's config dataclass from options and calls the
-library function; errors in the input become one-line ``click`` errors, and a
-finished output is left alone unless ``--overwrite``. Progress goes to stderr.
-The ``cornstack-train`` group (cornstack_train/cli.py) registers them.
+library function; errors in the input (any LocalizerError) become one
+``cornstack-train: error:`` line and exit status 1, and a finished output is
+left alone unless ``--overwrite``.
+Progress goes to stderr (``localizer.progress.StageProgress``: a bar on a
+terminal, a line a minute in a log). The ``cornstack-train`` group
+(cornstack_train/cli.py) registers them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
-import time
 
 import click
 
+from indexer.errors import LocalizerError
 from localizer.embedding.onnx_backend import BACKENDS
+from localizer.progress import StageProgress
 
 from cornstack_train.data.commits import CommitConfig
-from cornstack_train.data.records import StageError, stage_complete
+from cornstack_train.data.records import stage_complete
+from cornstack_train.errors import StageCommand, fail
 
 log = logging.getLogger(__name__)
 
@@ -32,35 +36,6 @@ def _skip_existing(out: str, overwrite: bool) -> bool:
 
 def _summary(stats: dict, keys: tuple[str, ...]) -> None:
     click.echo(json.dumps({k: stats[k] for k in keys if k in stats}, indent=1), err=True)
-
-
-class StageProgress:
-    """A tqdm bar on stderr, driven by (done, total) callbacks; a line a minute when stderr is no terminal."""
-
-    def __init__(self, desc: str, unit: str) -> None:
-        from tqdm import tqdm
-
-        self._desc, self._unit = desc, unit
-        self._bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
-        self._start = self._last = time.monotonic()
-
-    def __call__(self, done: int, total: int, name: str | None = None) -> None:
-        if self._bar.disable:
-            now = time.monotonic()
-            if now - self._last >= 60 or done >= total:
-                self._last = now
-                rate = done / max(now - self._start, 1e-9)
-                at = f", at {name}" if name else ""
-                click.echo(f"{self._desc}: {done}/{total} {self._unit}s ({rate:.1f}/s{at})", err=True)
-            return
-        self._bar.total = total
-        self._bar.n = done
-        if name is not None:
-            self._bar.set_postfix_str(name, refresh=False)
-        self._bar.refresh()
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -90,7 +65,7 @@ def _model_options(func):
     return func
 
 
-@click.command("mine")
+@click.command("mine", cls=StageCommand)
 @click.argument("sources", nargs=-1)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output stage directory.")
 @click.option("--sources-dir", type=click.Path(file_okay=False),
@@ -127,7 +102,7 @@ def mine_command(sources, out, sources_dir, rev, max_pairs_per_repo, max_commits
     their functions are never mined. Finished sources are kept in <out>.work
     and reused by a rerun.
     """
-    from cornstack_train.data.mining import MineConfig, MiningError, run_mine
+    from cornstack_train.data.mining import MineConfig, run_mine
 
     if _skip_existing(out, overwrite):
         return
@@ -142,15 +117,15 @@ def mine_command(sources, out, sources_dir, rev, max_pairs_per_repo, max_commits
     bar = StageProgress("mine", "source")
     try:
         stats = run_mine(config, out, overwrite=overwrite, progress=lambda name, index, total: bar(index, total, name))
-    except (MiningError, StageError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (LocalizerError, FileNotFoundError) as exc:
+        fail(exc)
     finally:
         bar.close()
     _summary(stats, ("pairs", "pairs_by_kind", "pairs_by_language", "errors"))
     click.echo(f"wrote {stats['pairs']} pairs to {out}", err=True)
 
 
-@click.command("filter")
+@click.command("filter", cls=StageCommand)
 @click.argument("input_dir", metavar="MINED", type=click.Path(file_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output stage directory.")
 @click.option("--top-k", default=2, show_default=True, type=click.IntRange(1),
@@ -172,8 +147,6 @@ def filter_command(input_dir, out, top_k, threshold, rank_depth, encode_shard, m
     negatives stage); a pair stays if its code is among the query's --top-k
     nearest codes and their cosine reaches --threshold.
     """
-    from indexer.errors import ModelLoadError
-
     from cornstack_train.data.filtering import DEFAULT_THRESHOLD, FilterConfig, run_filter
 
     shard = _parse_shard(encode_shard)
@@ -186,15 +159,15 @@ def filter_command(input_dir, out, top_k, threshold, rank_depth, encode_shard, m
     bar = StageProgress("filter: encode", "text")
     try:
         stats = run_filter(config, input_dir, out, overwrite=overwrite, on_progress=bar)
-    except (StageError, ModelLoadError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except LocalizerError as exc:
+        fail(exc)
     finally:
         bar.close()
     _summary(stats, ("pairs_in", "pairs_kept", "keep_rate", "keep_rate_by", "encode_shard", "encoded_queries",
                      "encoded_codes"))
 
 
-@click.command("negatives")
+@click.command("negatives", cls=StageCommand)
 @click.argument("input_dir", metavar="FILTERED", type=click.Path(file_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output stage directory.")
 @click.option("--top-n", default=50, show_default=True, type=click.IntRange(1), help="Negatives kept per pair.")
@@ -216,8 +189,6 @@ def negatives_command(input_dir, out, top_n, search_depth, margin, max_score, ma
     same query, copies and near-copies of the positive, and candidates
     scoring too close to the positive are dropped.
     """
-    from indexer.errors import ModelLoadError
-
     from cornstack_train.data.negatives import NegativesConfig, run_negatives
 
     if _skip_existing(out, overwrite):
@@ -229,8 +200,8 @@ def negatives_command(input_dir, out, top_n, search_depth, margin, max_score, ma
     bar = StageProgress("negatives: encode", "text")
     try:
         stats = run_negatives(config, input_dir, out, overwrite=overwrite, on_progress=bar)
-    except (StageError, ModelLoadError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except LocalizerError as exc:
+        fail(exc)
     finally:
         bar.close()
     _summary(stats, ("pairs", "negatives_per_pair", "dropped_candidates"))

@@ -10,11 +10,14 @@ import json
 
 import click
 
-from cornstack_train.data.registry import RegistryConfig, RegistryError, download_packages, load_package_list
-from cornstack_train.data.stages import StageProgress
+from indexer.errors import LocalizerError
+from localizer.progress import StageProgress
+
+from cornstack_train.data.registry import RegistryConfig, download_packages, load_package_list
+from cornstack_train.errors import StageCommand, fail
 
 
-@click.command("download")
+@click.command("download", cls=StageCommand)
 @click.argument("package_list", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Sources directory: one unpacked release per package, plus manifest.json and stats.json.")
@@ -46,15 +49,15 @@ def download_command(package_list, out, pypi_url, npm_url, debian_url, debian_su
     """
     try:
         specs = load_package_list(package_list)
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from None
+    except LocalizerError as exc:
+        fail(exc)
     config = RegistryConfig(pypi_url=pypi_url, npm_url=npm_url, debian_url=debian_url, debian_suite=debian_suite,
                             max_archive_bytes=max_archive_mb * 2**20, timeout_s=timeout_s, overwrite=overwrite)
     bar = StageProgress("download", "package")
     try:
         report = download_packages(specs, out, config, progress=bar)
     except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc}") from None
+        fail(f"cannot write {out}: {exc}")
     finally:
         bar.close()
     summary = {"downloaded": len(report.downloaded), "already there": len(report.existing),
@@ -64,5 +67,5 @@ def download_command(package_list, out, pypi_url, npm_url, debian_url, debian_su
         summary["not in the list (mine would read them too)"] = report.unlisted
     click.echo(json.dumps(summary, indent=1), err=True)
     if report.failed:
-        raise click.ClickException(f"{len(report.failed)} of {len(specs)} packages failed (listed above); "
-                                   "rerun to retry them, the others are kept")
+        fail(f"{len(report.failed)} of {len(specs)} packages failed (listed above); "
+             "rerun to retry them, the others are kept")

@@ -1,11 +1,13 @@
-"""Text → vector encoding for the data stages, with a content-addressed cache and FAISS helpers.
+"""Text → vector encoding for the data stages, with a content-addressed cache.
 
 Filtering and negative mining embed the same queries and codes with the same
 model; encoding is by far their costliest step (~30 texts/s for MiniLM on two
 CPU cores), so vectors are cached on disk keyed by (model identity, prompt,
 text). The cache is written in parts as encoding goes, so an interrupted run
-resumes where it stopped, and several processes (``--shard I/N``, one per GPU)
-can fill it in parallel before one process runs the search.
+resumes where it stopped, and several processes (``--encode-shard I/N``, one per GPU)
+can fill it in parallel before one process runs the search (with the runtime's FAISS
+helpers, ``localizer.retrieval.faiss_index``: the same exact inner product the dense
+retriever uses).
 """
 
 from __future__ import annotations
@@ -166,25 +168,3 @@ def query_groups(query_keys: Sequence[str] | None, row_to_code: np.ndarray) -> d
             for row in rows:
                 groups[row] = codes
     return groups
-
-
-def flat_ip_index(vectors: np.ndarray, use_gpu: bool = False):
-    """Exact inner-product index over (normalized) vectors; on a GPU when asked and FAISS has one."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    if use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
-
-
-def search(index, queries: np.ndarray, depth: int, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) of the ``depth`` nearest codes per query, in batches to bound memory."""
-    depth = min(depth, index.ntotal)
-    scores = np.empty((len(queries), depth), dtype=np.float32)
-    ids = np.empty((len(queries), depth), dtype=np.int64)
-    for start in range(0, len(queries), batch):
-        s, i = index.search(np.ascontiguousarray(queries[start : start + batch], dtype=np.float32), depth)
-        scores[start : start + batch], ids[start : start + batch] = s, i
-    return scores, ids

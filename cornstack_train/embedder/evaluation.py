@@ -13,30 +13,41 @@ row's own positive (another function of the same commit ranked above it is a
 miss); ``any_positive`` also reports the rank of the first of them, the
 question `localize` answers ("is any function the fix touches near the top").
 
-``harness`` runs the SWE-bench-Lite localization harness (``benchmarks.swebench.run``)
-for trained models next to the base MiniLM and BM25: the end-to-end number the
-project's default retriever is chosen by.
+``harness`` runs the SWE-bench-Lite localization harness (``localize-bench``, from
+``benchmarks/swebench/run.py``) for trained models next to the base MiniLM and BM25: the
+end-to-end number the project's default retriever is chosen by. It runs as a subprocess
+through the harness's own command line, because the benchmarks sit above training in the
+package layers (training must not import them) and its CLI is the interface it keeps stable.
 
 The metric functions are pure (ranks in, numbers out) and tested on hand-made rankings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import shlex
+import shutil
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from indexer.storage.atomic import atomic_write_text
-from cornstack_train.embedder.compact import is_compact_dir, load_compact, sha256_tree
-from cornstack_train.data.records import DATA_DIR, StageError, load_stage
+from localizer.device import resolve_device
+from localizer.embedding.shipped import is_compact_dir, load_compact, read_manifest
+from localizer.retrieval.faiss_index import flat_ip_index, search
+
+from cornstack_train.data.records import DATA_DIR, StageError, load_stage, sha256_tree
 from cornstack_train.data.splits import RepoSplit
+from cornstack_train.errors import TrainingError
 
 log = logging.getLogger("cornstack_train.eval")
 
@@ -142,13 +153,9 @@ def build_heldout(columns: dict[str, Sequence], split: RepoSplit, max_queries: i
     )
 
 
-def search(query_vectors: np.ndarray, doc_vectors: np.ndarray, depth: int) -> np.ndarray:
-    """Top-``depth`` corpus ids per query by inner product (FAISS IndexFlatIP: exact)."""
-    import faiss
-
-    index = faiss.IndexFlatIP(doc_vectors.shape[1])
-    index.add(np.ascontiguousarray(doc_vectors, dtype=np.float32))
-    _, ids = index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(depth, len(doc_vectors)))
+def top_ids(query_vectors: np.ndarray, doc_vectors: np.ndarray, depth: int) -> np.ndarray:
+    """Top-``depth`` corpus ids per query by exact inner product (the runtime's FAISS helper)."""
+    _, ids = search(flat_ip_index(doc_vectors), query_vectors, depth)
     return ids
 
 
@@ -218,8 +225,6 @@ def evaluate(config: EvalConfig, encoders: dict[str, Any] | None = None) -> dict
     ``encoders`` maps labels to ready models (tests pass tiny ones); the rest
     are loaded from ``config.models``.
     """
-    from cornstack_train.embedder.training import resolve_device
-
     dataset = load_stage(config.data)
     columns = {name: dataset[name] for name in ("query", "positive", "repo", "language", "kind") if name in dataset.column_names}
     heldout = build_heldout(columns, config.split, config.max_queries, config.seed)
@@ -238,7 +243,7 @@ def evaluate(config: EvalConfig, encoders: dict[str, Any] | None = None) -> dict
         encode = dict(batch_size=config.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         doc_vectors = np.asarray(model.encode(heldout.corpus, **encode), dtype=np.float32)
         query_vectors = np.asarray(model.encode(heldout.queries, **encode), dtype=np.float32)
-        ranked = search(query_vectors, doc_vectors, 10)
+        ranked = top_ids(query_vectors, doc_vectors, 10)
         ranks = first_relevant_ranks(ranked, heldout.gold)
         any_ranks = first_relevant_of_any(ranked, heldout.relevant)
         results[label] = {
@@ -300,6 +305,12 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class HarnessRunConfig:
+    """What ``cornstack-train harness`` (and ``ablate``) asks of the SWE-bench harness.
+
+    It is this pipeline's own config, not the harness's: :func:`harness_command_line` turns it
+    into the flags of the harness's command line, the only interface between the two.
+    """
+
     data: str
     repos_dir: Path
     out: Path
@@ -332,7 +343,7 @@ def materialize(spec: str, cache_dir: Path) -> str:
             tmp.symlink_to(Path(target).resolve(), target_is_directory=True)
             os.replace(tmp, link)
         return str(link)
-    manifest = json.loads((Path(target) / "delta.json").read_text())
+    manifest = read_manifest(target)
     full = cache_dir / f"{label.replace('/', '__')}-{manifest.get('delta_sha256', 'x')[:12]}"
     if not (full / "modules.json").exists():
         tmp = full.with_name(f".{full.name}.tmp")
@@ -341,15 +352,74 @@ def materialize(spec: str, cache_dir: Path) -> str:
     return str(full)
 
 
-def run_harness(config: HarnessRunConfig) -> dict[str, Any]:
-    """SWE-bench-Lite localization for ``models`` next to the base MiniLM (and BM25 when asked)."""
-    from benchmarks.swebench.run import Harness, HarnessConfig, parse_systems
+# Where the harness's module can live: a wheel installs benchmarks/ as ``localizer_benchmarks``;
+# a checkout has it as ``benchmarks`` (importable from the checkout's root).
+HARNESS_MODULES = ("localizer_benchmarks", "benchmarks")
+
+
+def harness_launcher() -> list[str]:
+    """How to start the harness: ``localize-bench`` on the PATH, else its module with this interpreter.
+
+    The module is found without importing the benchmarks (training may not): ``find_spec`` of a
+    top-level name locates a package and runs none of its code. The installed name comes first,
+    so a virtualenv that is not activated (no ``localize-bench`` on the PATH) still runs its own copy.
+    """
+    installed = shutil.which("localize-bench")
+    if installed:
+        return [installed]
+    for package in HARNESS_MODULES:
+        spec = importlib.util.find_spec(package)
+        roots = list(spec.submodule_search_locations or []) if spec is not None else []
+        if any((Path(root) / "swebench" / "run.py").is_file() for root in roots):
+            return [sys.executable, "-m", f"{package}.swebench.run"]
+    raise TrainingError("the SWE-bench harness is not available: install localizer with its benchmarks "
+                        "(localize-bench) or run from a checkout that has benchmarks/swebench/run.py")
+
+
+def harness_command_line(config: HarnessRunConfig, models: Sequence[str], launcher: Sequence[str]) -> list[str]:
+    """The harness's command line for ``config``: ``models[0]`` is the base model, the rest the trained ones.
+
+    The base model runs under ``--backend`` (``config.base_backend``), each trained model under
+    ``--model-backend MODEL=config.backend``; every retriever is crossed with every model by the harness.
+    """
+    argv = [*launcher, "--data", str(config.data), "--repos-dir", str(config.repos_dir), "--out", str(config.out)]
+    for retriever in config.retrievers:
+        argv += ["--retriever", retriever]
+    for model in models:
+        argv += ["--model", str(model)]
+    argv += ["--backend", config.base_backend]
+    for model in models[1:]:
+        argv += ["--model-backend", f"{model}={config.backend}"]
+    if config.ids_file is not None:
+        argv += ["--ids", str(config.ids_file)]
+    if config.limit is not None:
+        argv += ["--limit", str(config.limit)]
+    if config.index_dir is not None:
+        argv += ["--index-dir", str(config.index_dir)]
+    argv += ["--device", config.device, "--workers", str(config.workers)]
+    if not config.clone:
+        argv.append("--no-clone")
+    return argv
+
+
+def run_harness(config: HarnessRunConfig, run: Callable[..., Any] = subprocess.run,
+                launcher: Sequence[str] | None = None) -> dict[str, Any]:
+    """SWE-bench-Lite localization for ``models`` next to the base MiniLM (and BM25 when asked).
+
+    Returns the harness's per-system metrics (``metrics.json``'s ``metrics``). The harness's
+    log goes to stderr as it runs; its stdout (the table) is dropped, ``harness`` prints
+    ``metrics.md`` itself. ``run`` and ``launcher`` are for tests.
+    """
     from localizer.embedding.embedder import BASE_MODEL
 
     models = [BASE_MODEL] + [materialize(spec, Path(config.out) / "models") for spec in config.models]
-    systems = parse_systems(config.retrievers, models)
-    harness_config = HarnessConfig(data=config.data, repos_dir=config.repos_dir, out=config.out, systems=systems,
-                                   ids_file=config.ids_file, limit=config.limit, index_dir=config.index_dir,
-                                   device=config.device, clone=config.clone, backend=config.base_backend,
-                                   model_backends={m: config.backend for m in models[1:]}, workers=config.workers)
-    return Harness(harness_config).run()
+    argv = harness_command_line(config, models, harness_launcher() if launcher is None else launcher)
+    log.info("harness: %s", shlex.join(argv))
+    result = run(argv, stdout=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise TrainingError(f"the SWE-bench harness failed (exit {result.returncode}; its error is above): "
+                            f"{shlex.join(argv)}")
+    try:
+        return json.loads((Path(config.out) / "metrics.json").read_text())["metrics"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingError(f"the SWE-bench harness wrote no readable {Path(config.out) / 'metrics.json'}: {exc}") from None

@@ -23,6 +23,7 @@ from indexer.storage.atomic import atomic_write_text
 
 from cornstack_train.data.splits import RepoSplit
 from cornstack_train.embedder.training import TrainConfig, train
+from cornstack_train.errors import TrainingError
 
 
 def config_to_json(config: TrainConfig) -> str:
@@ -67,7 +68,7 @@ def train_in_processes(config: TrainConfig, nproc: int, run=subprocess.run) -> d
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = run(launch_command(config_path, nproc), env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"training in {nproc} processes failed (exit {result.returncode}); config {config_path}")
+        raise TrainingError(f"training in {nproc} processes failed (exit {result.returncode}); config {config_path}")
     return json.loads((Path(config.out) / "train_stats.json").read_text())
 
 

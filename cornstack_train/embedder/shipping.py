@@ -1,27 +1,35 @@
 """Install a trained embedder's compact delta as the one this package ships.
 
 ``localize --model localizer-cornstack`` loads ``localizer/models/cornstack``
-(localizer.embedding.embedder.shipped_model_path). What goes there is checked here, not
-copied by hand: the delta must fit the package's 25 MB budget, must rebuild on
-the packaged MiniLM it was made for (its base and delta hashes are verified by
-loading it), and carries its model card (training config, data stats and
-hashes, written by ``train``) plus the run's training and held-out figures,
-so the weights in a release say where they came from.
+(``localizer.embedding.shipped.shipped_model_dir``), which is package data: by default
+``ship`` writes into the source tree of the checkout it runs from (or into site-packages
+of a non-editable install), and the release carries what is there. ``--into DIR`` installs
+elsewhere (a scratch copy, a harness run). What goes there is checked here, not copied by
+hand: the delta must fit the package's 25 MB budget, must rebuild on the packaged MiniLM it
+was made for (its base and delta hashes are verified by loading it), and carries its model
+card (training config, data stats and hashes, written by ``train``) plus the run's training
+and held-out figures, so the weights in a release say where they came from.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.storage.atomic import atomic_replace_dir
-
-from cornstack_train.embedder.compact import DELTA_FILE, MANIFEST_FILE, CompactError, is_compact_dir, load_compact
+from localizer.embedding.shipped import (
+    CARD_FILE,
+    DELTA_FILE,
+    MANIFEST_FILE,
+    CompactError,
+    is_compact_dir,
+    load_compact,
+    read_manifest,
+    shipped_model_dir,
+)
 
 MAX_SHIPPED_BYTES = 25_000_000  # the issue's budget for weights inside the package
-CARD_FILE = "README.md"
 # Files of a training run that travel with the delta: its full record and its held-out eval.
 RUN_RECORDS = {"train_stats.json": "train_stats.json", "eval/metrics.json": "heldout_eval.json",
                "eval-registry/metrics.json": "heldout_eval_registry.json"}
@@ -45,7 +53,10 @@ def delta_dir_of(run: str | Path) -> Path:
 
 
 def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX_SHIPPED_BYTES) -> ShipReport:
-    """Check the run's delta and install it (with its card and records) at ``target``, atomically."""
+    """Check the run's delta and install it (with its card and records) at ``target``, atomically.
+
+    ``target`` defaults to the package's own ``models/cornstack`` (:func:`shipped_model_dir`).
+    """
     run = Path(run)
     delta = delta_dir_of(run)
     size = (delta / DELTA_FILE).stat().st_size + (delta / MANIFEST_FILE).stat().st_size
@@ -56,11 +67,7 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
         raise CompactError(f"{delta} has no model card ({CARD_FILE}); ship the delta `train` wrote, which has one")
     load_compact(delta)  # refuses another base model or a corrupt delta before anything is replaced
     records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
-    if target is None:
-        from localizer.embedding.embedder import shipped_model_dir
-
-        target = shipped_model_dir()
-    target = Path(target)
+    target = Path(target) if target is not None else shipped_model_dir()
 
     def write(tmp: Path) -> None:
         for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE):
@@ -74,6 +81,6 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
         tmp.chmod(0o755)
 
     atomic_replace_dir(target, write)
-    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    manifest = read_manifest(target)
     return ShipReport(target=target, delta_bytes=size, delta_sha256=manifest.get("delta_sha256", ""),
                       files=tuple(sorted(p.name for p in target.iterdir())))

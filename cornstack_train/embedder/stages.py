@@ -1,7 +1,9 @@
-"""Click commands for the model stages: ``train``, ``eval``, ``harness``.
+"""Click commands for the model stages: ``train``, ``eval``, ``harness``, ``ship``.
 
 A thin layer: each command turns its flags into the stage's config dataclass
-and calls the stage. The lead registers them in the ``cornstack-train`` group;
+and calls the stage; a LocalizerError (or a config ``ValueError``) becomes one
+``cornstack-train: error:`` line and exit status 1 (``cornstack_train.errors``).
+The ``cornstack-train`` group (cornstack_train/cli.py) registers them;
 ``python -m cornstack_train.embedder.stages`` runs them standalone (and is what
 ``torchrun`` launches for multi-process training).
 """
@@ -16,13 +18,15 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from indexer.errors import LocalizerError
 from localizer.embedding.onnx_backend import BACKENDS
+from localizer.embedding.shipped import shipped_model_dir
 
+from cornstack_train.data.splits import RepoSplit
 from cornstack_train.embedder.curriculum import SCHEDULES
-from cornstack_train.data.records import StageError
 from cornstack_train.embedder.sampler import MODES
 from cornstack_train.embedder.training import HARDNESS_MODES, LOSS_DIRECTIONS
-from cornstack_train.data.splits import RepoSplit
+from cornstack_train.errors import StageCommand, StageGroup, fail
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -47,12 +51,7 @@ def _split(heldout_fraction: float, heldout_repos: tuple[str, ...]) -> RepoSplit
     return RepoSplit(heldout_fraction=heldout_fraction, heldout_repos=tuple(heldout_repos))
 
 
-def _fail(exc: Exception) -> None:
-    click.echo(f"cornstack-train: error: {exc}", err=True)
-    sys.exit(1)
-
-
-@click.command("train", context_settings=CONTEXT)
+@click.command("train", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("data", metavar="NEGATIVES", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output: model/, delta/, checkpoints/, train_stats.json.")
@@ -137,8 +136,8 @@ def train_command(ctx: click.Context, **opts) -> None:
             overwrite=opts["overwrite"],
         )
         stats = train(config)
-    except (StageError, ValueError) as exc:
-        _fail(exc)
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
     run = stats["run"]
     click.echo(f"trained {run['global_step']} steps in {run['wall_seconds']} s "
                f"({run['step_seconds_mean']} s/step), loss {run['train_loss']}")
@@ -146,7 +145,7 @@ def train_command(ctx: click.Context, **opts) -> None:
         click.echo(json.dumps(stats["export"], indent=2))
 
 
-@click.command("eval", context_settings=CONTEXT)
+@click.command("eval", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("data", metavar="STAGE", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Writes metrics.json and metrics.md here.")
@@ -173,12 +172,12 @@ def eval_command(data, out, models, max_queries, batch_size, max_seq_length, dev
                         max_seq_length=max_seq_length, seed=seed)
     try:
         evaluate(config)
-    except (StageError, ValueError) as exc:
-        _fail(exc)
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
     click.echo((Path(out) / "metrics.md").read_text())
 
 
-@click.command("harness", context_settings=CONTEXT)
+@click.command("harness", cls=StageCommand, context_settings=CONTEXT)
 @click.option("--model", "models", multiple=True, required=True,
               help="Trained model: a `train` output dir, an ST dir or a delta dir (LABEL=PATH names it). Repeatable.")
 @click.option("--data", default="princeton-nlp/SWE-bench_Lite", show_default=True,
@@ -201,9 +200,12 @@ def eval_command(data, out, models, max_queries, batch_size, max_seq_length, dev
               help="Harness worker processes (whole repositories each).")
 def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, index_dir, device, clone, backend,
                     base_backend, workers) -> None:
-    """SWE-bench-Lite localization of trained models next to the base MiniLM and BM25."""
-    from indexer.errors import LocalizerError
+    """SWE-bench-Lite localization of trained models next to the base MiniLM and BM25.
 
+    Runs the harness (`localize-bench`, else its module with this Python, as
+    installed or from a checkout) as a subprocess; delta directories are first
+    rebuilt into full model directories under OUT/models.
+    """
     from cornstack_train.embedder.evaluation import HarnessRunConfig, run_harness
 
     config = HarnessRunConfig(data=data, repos_dir=repos_dir, out=out, models=tuple(models),
@@ -212,36 +214,42 @@ def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, i
                               workers=workers)
     try:
         run_harness(config)
-    except (LocalizerError, StageError, click.BadParameter) as exc:
-        _fail(exc)
+    except LocalizerError as exc:
+        fail(exc)
     click.echo((Path(out) / "metrics.md").read_text())
 
 
-@click.command("ship", context_settings=CONTEXT)
+@click.command("ship", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to install it (default: localizer/models/cornstack inside this checkout's package).")
+@click.option("--into", "--out", "-o", "into", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR",
+              help=f"Install into DIR instead of the localizer package's models/cornstack ({shipped_model_dir()}): "
+                   "package data, in the source tree of the checkout this runs from. --out is an old name of it.")
 @click.option("--max-mb", type=click.FloatRange(min=0.1), default=25.0, show_default=True,
               help="Refuse a delta larger than this (the package's budget for weights).")
-def ship_command(run, out, max_mb) -> None:
+def ship_command(run, into, max_mb) -> None:
     """Install a `train` run's compact delta as the embedder `localize --model localizer-cornstack` loads.
 
     RUN is a `train` output (or its delta/ directory). The delta must fit the
     budget and rebuild on the packaged MiniLM; its model card and the run's
     train_stats.json and held-out metrics are installed next to it.
+
+    Without --into this writes package data of the checkout (or install) it runs
+    from: localizer/models/cornstack in the source tree, which the next release
+    ships and `localize` loads by default. Commit it only for a model trained on
+    the registry corpus (docs/training.md).
     """
-    from cornstack_train.embedder.compact import CompactError
     from cornstack_train.embedder.shipping import ship
 
     try:
-        report = ship(run, out, max_bytes=int(max_mb * 1e6))
-    except (CompactError, OSError) as exc:
-        _fail(exc)
+        report = ship(run, into, max_bytes=int(max_mb * 1e6))
+    except (LocalizerError, OSError) as exc:
+        fail(exc)
     click.echo(f"installed {report.target} ({report.delta_bytes / 1e6:.1f} MB, delta sha256 "
                f"{report.delta_sha256[:12]}...): {', '.join(report.files)}")
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=StageGroup, context_settings=CONTEXT)
 @click.option("--verbose", "-v", count=True)
 def main(verbose: int) -> None:
     """The model stages of the CoRNStack pipeline (standalone entry point)."""

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 
+from indexer.errors import LocalizerError
 from localizer.embedding.onnx_backend import BACKENDS
 
 from cornstack_train.embedder.ablation import DEFAULT_VARIANTS, VARIANTS, AblationConfig, run_ablation
 from cornstack_train.embedder.curriculum import SCHEDULES
-from cornstack_train.data.records import StageError
-from cornstack_train.embedder.stages import CONTEXT, _fail, _split, split_options
+from cornstack_train.embedder.stages import CONTEXT, _split, split_options
+from cornstack_train.errors import StageCommand, fail
 
 
-@click.command("ablate", context_settings=CONTEXT)
+@click.command("ablate", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("negatives_dir", metavar="NEGATIVES", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("mined_dir", metavar="MINED", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -79,8 +80,8 @@ def ablate_command(negatives_dir, mined_dir, out, variants, max_steps, batch_siz
                                 variants=tuple(variants) or DEFAULT_VARIANTS, eval_max_queries=eval_max_queries,
                                 harness=harness, nproc=nproc)
         run_ablation(config, log=lambda line: click.echo(line, err=True))
-    except (StageError, ValueError, RuntimeError) as exc:
-        _fail(exc)
+    except (LocalizerError, ValueError) as exc:  # a failed training subprocess is a TrainingError
+        fail(exc)
     click.echo((out / "ablation.md").read_text())
 
 

@@ -22,7 +22,8 @@ Outputs in ``--out``:
   (``SentenceTransformer(dir)``, ``localize --model DIR``), LoRA merged, with a
   model card (README.md) recording config, data stats and sha256 of the input
   data and the weights
-- ``delta/``: the same model as an fp16 delta on the packaged MiniLM (see
+- ``delta/``: the same model as an fp16 delta on the packaged MiniLM (the
+  format ``localize`` ships, ``localizer.embedding.shipped``; written by
   ``compact``), when training started from it
 - ``checkpoints/``: trainer checkpoints every ``save_steps`` (``--resume``)
 - ``train_stats.json``: config, data stats, step times, the loss/τ log
@@ -44,9 +45,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from indexer.storage.atomic import atomic_replace_dir, atomic_write_text
-from cornstack_train.embedder.compact import is_compact_dir, load_compact, sha256_tree, weights_sha256, write_compact
+from localizer.device import resolve_device
+from localizer.embedding.shipped import DELTA_FILE, is_compact_dir, load_compact, read_manifest, weights_sha256
+
+from cornstack_train.data.records import DATA_DIR, NEGATIVE_COLUMNS, StageError, load_stage, load_stats, sha256_tree
+from cornstack_train.embedder.compact import write_compact
 from cornstack_train.embedder.curriculum import Curriculum
-from cornstack_train.data.records import DATA_DIR, NEGATIVE_COLUMNS, StageError, load_stage, load_stats
 from cornstack_train.embedder.sampler import MODES, draw_batch_negatives
 from cornstack_train.data.splits import RepoSplit
 
@@ -294,16 +298,6 @@ def make_datasets(pool: TrainingPool, config: TrainConfig, state: ProgressState,
 
 
 # --------------------------------------------------------------------------- model
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise StageError("--device cuda was asked for but no CUDA device is available")
-    return device
 
 
 def load_model(model: str | None, device: str, max_seq_length: int | None):
@@ -627,10 +621,10 @@ def export(model, config: TrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
     )
     if started_from_packaged and base_dir is not None:
         delta_dir = write_compact(model, out / "delta", base=base_dir, overwrite=True)
-        manifest = json.loads((delta_dir / "delta.json").read_text())
+        manifest = read_manifest(delta_dir)
         info["delta_dir"] = str(delta_dir)
         info["delta_sha256"] = manifest["delta_sha256"]
-        info["delta_bytes"] = (delta_dir / "delta.safetensors").stat().st_size
+        info["delta_bytes"] = (delta_dir / DELTA_FILE).stat().st_size
         info["delta_parameters"] = manifest["parameters"]
         (delta_dir / "README.md").write_text(model_card(config, stats, info))
     return info
@@ -650,7 +644,7 @@ def model_card(config: TrainConfig, stats: dict[str, Any], info: dict[str, Any])
         f"τ {config.tau_start}→{config.tau_end}, {config.schedule}).\n\n"
         "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer('model/')\n"
         "# or, from the compact delta on the packaged MiniLM:\n"
-        "from cornstack_train.embedder.compact import load_compact\nmodel = load_compact('delta/')\n```\n\n"
+        "from localizer.embedding.shipped import load_compact\nmodel = load_compact('delta/')\n```\n\n"
         f"- training rows: {data.get('rows_train')} from {data.get('repos_train')} repositories "
         f"({data.get('repos_heldout')} held out for evaluation)\n"
         f"- steps: {run.get('global_step')}, final logged loss: {last[0].get('loss')}, device: {run.get('device')}"

@@ -2,7 +2,7 @@
 
 Held-out set: docstring pairs from the repositories ``splits.RepoSplit`` holds out (the ones
 ``teacher-rank`` excluded from training). Each query's candidate list is its positive plus its
-hardest negatives in first-stage order (``rerank_data.first_stage_window``: negatives by
+hardest negatives in first-stage order (``reranker.data.first_stage_window``: negatives by
 embedder score, the positive at its ``filter_rank``). Every system reorders that same list;
 MRR@10, Recall@1 and the mean rank of the positive are reported as JSON and a markdown table.
 
@@ -88,7 +88,7 @@ def retrieved_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: 
     """Windows as a first stage hands them over: each sampled held-out query's top ``depth`` codes among
     all distinct held-out positives (every kind), by inner product. ``positive_index`` is -1 where the
     positive is not in the list."""
-    from cornstack_train.embedder.evaluation import search
+    from cornstack_train.embedder.evaluation import top_ids
 
     pool_rows = [r for r in rows if split.is_heldout(r["repo"])]
     first_row: dict[str, dict[str, Any]] = {}
@@ -101,7 +101,7 @@ def retrieved_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: 
     where = {code: i for i, code in enumerate(codes)}
     query_vectors = encode_queries([r["query"] for r in picked])
     code_vectors = encode_codes(codes)
-    ranked = search(query_vectors, code_vectors, config.depth)
+    ranked = top_ids(query_vectors, code_vectors, config.depth)
     windows = []
     for q, (row, ids) in enumerate(zip(picked, ranked.tolist())):
         ids = [i for i in ids if i >= 0]

@@ -1,7 +1,9 @@
 """Click commands for the reranker stages: ``teacher-rank``, ``train-reranker``, ``eval-reranker``.
 
-Thin: flags become the stage's config dataclass and the stage runs. The lead registers them in
-the ``cornstack-train`` group; ``python -m cornstack_train.reranker.stages CMD`` runs them alone.
+Thin: flags become the stage's config dataclass and the stage runs; a LocalizerError (or a config
+``ValueError``) becomes one ``cornstack-train: error:`` line and exit status 1. The
+``cornstack-train`` group (cornstack_train/cli.py) registers them;
+``python -m cornstack_train.reranker.stages CMD`` runs them alone.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from indexer.errors import ModelLoadError
+from indexer.errors import LocalizerError
+from localizer.progress import StageProgress
 from localizer.rerank.fusion import FUSIONS, RRF_K
 
-from cornstack_train.reranker.data import LOSSES
 from cornstack_train.data.splits import RepoSplit
+from cornstack_train.errors import StageCommand, StageGroup, fail
+from cornstack_train.reranker.data import LOSSES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,19 +50,28 @@ def _budget_options(func):
     return func
 
 
-def _fail(exc: Exception) -> None:
-    click.echo(f"cornstack-train: error: {exc}", err=True)
-    sys.exit(1)
+class _SystemProgress:
+    """``progress(system, done, total)`` of eval-reranker: one StageProgress per system, as they run in turn."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self._name: str | None = None
+        self._bar: StageProgress | None = None
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if name != self._name:
+            self.close()
+            self._name, self._bar = name, StageProgress(name, self.unit)
+        assert self._bar is not None
+        self._bar(done, total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
-def _progress(label: str):
-    def report(done: int, total: int) -> None:
-        click.echo(f"{label}: {done}/{total}", err=True)
-
-    return report
-
-
-@click.command("teacher-rank", context_settings=CONTEXT)
+@click.command("teacher-rank", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("negatives", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output stage directory.")
 @click.option("--mode", type=click.Choice(["gold-embedder", "gold-teacher", "teacher"]), default="gold-embedder",
@@ -86,7 +99,7 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
                          dtype, batch_size, seed, issue_tokens, candidate_tokens, min_candidate_tokens,
                          footer_issue_tokens, heldout_fraction, heldout_repos, overwrite):
     """Rank each query's positive and hard negatives into a target order for reranker training."""
-    from cornstack_train.data.records import StageError, stage_complete
+    from cornstack_train.data.records import stage_complete
     from cornstack_train.reranker.teacher import LLMTeacher, TeacherConfig, teacher_rank
 
     if stage_complete(out) and not overwrite:
@@ -103,14 +116,15 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
                 model=teacher, window=window, stride=stride, depth=depth, mode=rank_mode, device=device, dtype=dtype,
                 batch_size=batch_size, issue_tokens=issue_tokens, candidate_tokens=candidate_tokens,
                 min_candidate_tokens=min_candidate_tokens, footer_issue_tokens=footer_issue_tokens)))
-        stats = teacher_rank(str(negatives), str(out), config, RepoSplit(heldout_fraction, tuple(heldout_repos)),
-                             llm, overwrite, _progress("teacher-rank"))
-    except (StageError, ValueError, ModelLoadError) as exc:
-        _fail(exc)
+        with StageProgress("teacher-rank", "window") as bar:
+            stats = teacher_rank(str(negatives), str(out), config, RepoSplit(heldout_fraction, tuple(heldout_repos)),
+                                 llm, overwrite, bar)
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
     click.echo(json.dumps({k: stats[k] for k in ("instances", "by_kind", "repos", "teacher")}), err=True)
 
 
-@click.command("train-reranker", context_settings=CONTEXT)
+@click.command("train-reranker", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("instances", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output: adapter/ (load with --reranker-adapter), checkpoints/, train_log.jsonl.")
@@ -147,8 +161,7 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
                            device, dtype, bf16, gradient_checkpointing, threads, no_resume, issue_tokens,
                            candidate_tokens, min_candidate_tokens, footer_issue_tokens):
     """LoRA-train the listwise reranker on a teacher-rank stage."""
-    from cornstack_train.embedder.compact import sha256_tree
-    from cornstack_train.data.records import StageError, load_stage, load_stats
+    from cornstack_train.data.records import load_stage, load_stats, sha256_tree
     from cornstack_train.reranker.training import TrainConfig, train_reranker, with_preset
 
     try:
@@ -172,12 +185,12 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
             click.echo(f"step {entry['step']}: loss {entry['loss']:.4f} ({entry['seconds']:.1f} s)", err=True)
 
         result = train_reranker(data.to_list(), out, config, resume=not no_resume, data_info=info, progress=progress)
-    except (StageError, ValueError, ModelLoadError) as exc:
-        _fail(exc)
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
     click.echo(f"wrote adapter {result.adapter} after {result.steps} steps ({result.stopped})", err=True)
 
 
-@click.command("eval-reranker", context_settings=CONTEXT)
+@click.command("eval-reranker", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("negatives", metavar="STAGE", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output: metrics.json, metrics.md, ranks/SYSTEM.jsonl (reused by a re-run).")
@@ -220,7 +233,7 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
     construction. With --retrieve-with, each list is instead the top --depth of a real search over
     the held-out codes, positive or not: the setting a reranker meets in `localize`.
     """
-    from cornstack_train.data.records import NEGATIVE_COLUMNS, PAIR_COLUMNS, StageError, load_stage
+    from cornstack_train.data.records import NEGATIVE_COLUMNS, PAIR_COLUMNS, load_stage
     from cornstack_train.reranker.evaluation import RETRIEVER, EvalConfig, evaluate, fused_ranker, markdown_table, reranker_ranker
 
     if threads:
@@ -262,19 +275,23 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
                 ", shown in random order (--shuffle)" if shuffle else "")
         else:
             rows = load_stage(negatives, require=PAIR_COLUMNS + NEGATIVE_COLUMNS).to_list()
-        report = evaluate(rows, out, systems, split, eval_config, batch_size, described,
-                          lambda name, done, total: click.echo(f"{name}: {done}/{total}", err=True), windows)
-    except (StageError, ValueError, ModelLoadError) as exc:
-        _fail(exc)
+        progress = _SystemProgress("query")
+        try:
+            report = evaluate(rows, out, systems, split, eval_config, batch_size, described, progress, windows)
+        finally:
+            progress.close()
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
     click.echo(markdown_table(report["results"]), nl=False)
 
 
 def _retrieved_windows(rows, split, eval_config, retriever_model: str, device: str):
     import numpy as np
 
+    from localizer.device import resolve_device
+
     from cornstack_train.embedder.evaluation import EvalConfig as RetrievalEvalConfig, load_any_model
     from cornstack_train.reranker.evaluation import retrieved_windows
-    from cornstack_train.embedder.training import resolve_device
 
     # the same truncation as `cornstack-train eval`, so the retriever here scores as it does there
     encoder = load_any_model(retriever_model, device=resolve_device(device),
@@ -290,7 +307,7 @@ def _retrieved_windows(rows, split, eval_config, retriever_model: str, device: s
     return windows
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=StageGroup, context_settings=CONTEXT)
 @click.option("--verbose", "-v", count=True)
 def _standalone(verbose: int) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,

