@@ -22,7 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.report_io import emit_report  # noqa: E402
+if not __package__:  # run as a file (python benchmarks/...py): PEP 366 lets the relative import below resolve
+    __package__ = "benchmarks"
+from .report_io import emit_report  # noqa: E402
 from indexer.chunking.chunker import chunk_source  # noqa: E402
 from indexer.filters import FileFilter  # noqa: E402
 from indexer.chunking.languages import language_for_path  # noqa: E402

@@ -22,8 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_encoder import sample_texts  # noqa: E402
-from benchmarks.report_io import emit_report  # noqa: E402
+if not __package__:  # run as a file (python benchmarks/...py): PEP 366 lets the relative import below resolve
+    __package__ = "benchmarks"
+from .bench_encoder import sample_texts  # noqa: E402
+from .report_io import emit_report  # noqa: E402
 
 
 def parse_layout(text: str) -> tuple[int, int]:

@@ -21,7 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.report_io import emit_report  # noqa: E402
+if not __package__:  # run as a file (python benchmarks/...py): PEP 366 lets the relative import below resolve
+    __package__ = "benchmarks"
+from .report_io import emit_report  # noqa: E402
 from cornstack_train.data.filtering import measure_injection  # noqa: E402
 from cornstack_train.data.records import load_stage  # noqa: E402
 from cornstack_train.data.vectors import VectorCache, load_encoder, unique_codes  # noqa: E402

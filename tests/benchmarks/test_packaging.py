@@ -17,7 +17,7 @@ from setuptools import find_packages
 ROOT = Path(__file__).resolve().parents[2]
 MAPPED = "localizer_benchmarks"
 # Files whose owners still have to switch their ``benchmarks.`` imports to relative ones (issue #22).
-PENDING_RELATIVE = {"bench_encoder.py", "bench_workers.py", "measure_filter.py"}
+PENDING_RELATIVE: set[str] = set()
 
 
 def _config() -> configparser.ConfigParser:
