@@ -40,6 +40,7 @@ from localizer.config import DEFAULT_MODEL, LocalizeConfig
 from localizer.embedding.embedder import Embedder, EmbedderConfig
 from localizer.embedding.onnx_backend import BACKENDS
 from localizer.pipeline import RankingPipeline, SharedWork
+from localizer.progress import StageProgress
 from localizer.rerank.reranker import ListwiseReranker, RerankConfig
 
 from .data import Instance, ensure_repos, load_ids, load_instances
@@ -320,14 +321,12 @@ class Harness:
         shards = split_by_repo(instances, config.workers)
         started = time.perf_counter()
         failures = 0
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=_stderr_console()) as bar:
-            task = bar.add_task("instances", total=len(instances))
+        visited = 0
+        with StageProgress("instances" if len(shards) == 1 else f"instances ({len(shards)} workers)",
+                           "instance") as bar:
 
             def emit(kind: str, payload) -> None:
-                nonlocal failures
+                nonlocal failures, visited
                 if kind == "prediction":
                     _append(predictions, payload)
                 elif kind == "error":
@@ -335,12 +334,12 @@ class Harness:
                     log.warning("%s failed: %s", payload["instance_id"], payload["error"])
                     _append(errors, payload)
                 elif kind == "start" and len(shards) == 1:
-                    bar.update(task, description=payload)
+                    bar(visited, len(instances), payload)
                 elif kind == "advance":
-                    bar.advance(task)
+                    visited += 1
+                    bar(visited, len(instances))
 
             if len(shards) > 1:
-                bar.update(task, description=f"instances ({len(shards)} workers)")
                 self._run_workers(shards, repo_dirs, done, emit)
             else:
                 self.run_instances(instances, repo_dirs, done, emit)
@@ -449,12 +448,6 @@ def _protocol_ids(config: HarnessConfig) -> set[str] | None:
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
