@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from indexer.errors import RepositoryError
 from indexer.index import Progress, RepoIndex
 
-from localizer.config import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig, validate_issue_text
-from localizer.issue_input import decode_issue, read_issue
+from localizer.config import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig
+from localizer.issue_input import decode_issue, read_issue, validate_issue_text
 from localizer.pipeline import Ranking, RankingPipeline
 
 if TYPE_CHECKING:

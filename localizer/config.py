@@ -51,13 +51,3 @@ class LocalizeConfig:
         if self.top_k < 1:
             raise ValueError("top_k must be at least 1")
 
-
-def validate_issue_text(text: str) -> str:
-    """Issue text that can be ranked: not binary, not empty."""
-    from indexer.errors import IssueError
-
-    if "\0" in text:
-        raise IssueError("the issue looks like a binary file, not text")
-    if not text.strip():
-        raise IssueError("the issue is empty: give its title and description")
-    return text

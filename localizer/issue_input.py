@@ -1,4 +1,4 @@
-"""Reading an issue from a file or stdin, with one-line errors for what cannot be an issue."""
+"""Issue text as input: read from a file or stdin, with one-line errors for what cannot be an issue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from pathlib import Path
 
 from indexer.errors import IssueError
 
-from localizer.config import validate_issue_text
+
+
+def validate_issue_text(text: str) -> str:
+    """Issue text that can be ranked: not binary, not empty."""
+    if "\0" in text:
+        raise IssueError("the issue looks like a binary file, not text")
+    if not text.strip():
+        raise IssueError("the issue is empty: give its title and description")
+    return text
 
 
 def read_issue(path: str | Path) -> str:

@@ -33,8 +33,9 @@ from typing import Any, Callable
 
 from indexer.index import Progress, RepoIndex, build_index
 
-from localizer.config import LocalizeConfig, validate_issue_text
+from localizer.config import LocalizeConfig
 from localizer.embedding.embedder import Embedder
+from localizer.issue_input import validate_issue_text
 from localizer.rerank.reranker import ListwiseReranker
 from localizer.retrieval.query import IssueQuery, build_query
 from localizer.retrieval.ranking import final_scores, order

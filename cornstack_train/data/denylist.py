@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from indexer.chunking.definitions import function_definitions
+from indexer.git.runner import run_git
 from indexer.filters import FileFilter
 
 from cornstack_train.data.cleaning import code_hash
@@ -95,7 +95,7 @@ def function_hashes(source: bytes, language: str) -> set[str]:
 
 
 def _head(repo: Path) -> str:
-    result = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    result = run_git(["rev-parse", "HEAD"], repo=repo, check=False, text=True)
     return result.stdout.strip() if result.returncode == 0 else "worktree"
 
 

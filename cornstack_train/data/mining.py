@@ -30,13 +30,13 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from indexer.errors import RepositoryError
+from indexer.git.runner import run_git
 from indexer.filters import FileFilter, content_skip_reason
 from indexer.source import open_source
 
@@ -177,8 +177,8 @@ def _cap(rows: list[dict[str, str]], limit: int) -> list[dict[str, str]]:
 
 
 def _head_commit(location: Path, rev: str | None) -> str:
-    result = subprocess.run(["git", "-C", str(location), "rev-parse", "--verify", "--quiet",
-                             f"{rev or 'HEAD'}^{{commit}}"], capture_output=True, text=True)
+    result = run_git(["rev-parse", "--verify", "--quiet", f"{rev or 'HEAD'}^{{commit}}"], repo=location, check=False,
+                     text=True)
     return result.stdout.strip() if result.returncode == 0 else ""
 
 

@@ -1,4 +1,6 @@
-"""Where reranking meets the localizer: retriever rows in, reranked rows and file order out.
+"""Where reranking meets the localizer: the candidates it reads and the file order that follows it.
+
+:class:`localizer.pipeline.RankingPipeline` reorders the top functions with these pieces.
 
 Functions are reranked, files are derived: the files of the reranked top functions come
 first, in order of their first appearance, then every other file in the retriever's order.
@@ -17,9 +19,6 @@ from localizer.rerank.types import Candidate
 if TYPE_CHECKING:
     from indexer.chunking.chunk import Chunk
 
-    from localizer.rerank.reranker import ListwiseReranker
-    from localizer.rerank.types import Result
-
 
 def function_candidates(rows: Sequence[int], chunks: Sequence["Chunk"], scores: dict[int, float]) -> list[Candidate]:
     return [
@@ -27,17 +26,6 @@ def function_candidates(rows: Sequence[int], chunks: Sequence["Chunk"], scores: 
                   score=scores[row], meta={"row": row})
         for row in rows
     ]
-
-
-def rerank_function_rows(reranker: "ListwiseReranker", issue_text: str, ranked_rows: Sequence[int],
-                         chunks: Sequence["Chunk"], scores: dict[int, float]) -> tuple[list[int], dict[int, float], "Result"]:
-    """The retriever's function ranking with its top ``depth`` reordered by the model."""
-    depth = reranker.config.depth
-    result = reranker.rerank(issue_text, function_candidates(ranked_rows[:depth], chunks, scores))
-    head = [c.meta["row"] for c in result.candidates]
-    new_scores = dict(scores)
-    new_scores.update({c.meta["row"]: c.score for c in result.candidates})
-    return head + list(ranked_rows[depth:]), new_scores, result
 
 
 def promote_files(function_paths: Sequence[str], file_order: Sequence[str]) -> list[str]:
