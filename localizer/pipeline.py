@@ -80,7 +80,7 @@ class SharedWork:
         self._timing: dict[str, float] = {}
 
     def bm25(self, index: RepoIndex) -> BM25Retriever:
-        if self._bm25 is None or self._bm25[0] is not index:
+        if self._bm25 is None or not _same_snapshot(self._bm25[0], index):
             started = time.perf_counter()
             self._bm25 = (index, BM25Retriever(index))
             self._add_time("index:bm25-build", time.perf_counter() - started)
@@ -100,6 +100,13 @@ class SharedWork:
 
     def _add_time(self, key: str, seconds: float) -> None:
         self._timing[key] = self._timing.get(key, 0.0) + seconds
+
+
+def _same_snapshot(a: RepoIndex, b: RepoIndex) -> bool:
+    """Whether a BM25 index built over ``a`` serves ``b``: the harness builds one snapshot per model
+    at a commit, with the same chunks and terms, and BM25 should be built once for all of them."""
+    return a is b or (a.root == b.root and a.commit == b.commit and len(a.chunks) == len(b.chunks)
+                      and a.terms == b.terms and a.chunks == b.chunks)
 
 
 class RankingPipeline:
