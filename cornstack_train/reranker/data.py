@@ -5,11 +5,15 @@ hard negatives, with their embedder similarities. A reranker instance is one win
 positive plus the ``depth - 1`` hardest negatives, in **first-stage order** (what the
 retriever would hand the reranker), and a **target order** over them (best first).
 
-First-stage order: negatives by ``negative_scores`` descending. The ``negatives`` stage drops
-every negative scoring within ``margin`` of the positive (false-negative protection), so by
-score the positive would always lead and the retriever would look perfect. Instead the
-positive is placed at its ``filter_rank``: its 1-based rank among *all* codes under the
-embedder, which is where the real first stage put it.
+First-stage order: negatives by ``negative_scores`` descending, the positive in a slot drawn
+uniformly for the row, seeded by its id (:func:`positive_slot`). Not by score: the ``negatives``
+stage drops every negative scoring within ``margin`` of the positive (false-negative
+protection), so by score the positive would always lead and the retriever would look perfect.
+Not at the ``filter`` stage's ``filter_rank`` either: an unfiltered stage has no such column
+(nor the positive's score), and the lists must be the same whether or not the filter ran, for
+training (the teacher ranks them in this order) and for evaluation (every system reorders them).
+The positive's score is set to its upper neighbour's (the top negative's in the first slot), so
+the scores stay in list order.
 
 Training shows the candidates in a fresh random order per instance and per epoch
 (:func:`shuffle_window`), so the model cannot learn "the answer is usually [1]". The loss
@@ -91,11 +95,21 @@ def first_stage_window(row: dict[str, Any], by_id: dict[str, dict[str, Any]], de
     texts = [candidate_text(by_id[nid], with_titles) for _, nid in negatives]
     ids = [nid for _, nid in negatives]
     scores = [float(s) for s, _ in negatives]
-    pos = min(max(int(row.get("filter_rank") or 1), 1), len(texts) + 1) - 1
+    pos = positive_slot(row["id"], len(texts) + 1)
     texts.insert(pos, candidate_text(row, with_titles))
     ids.insert(pos, row["id"])
-    scores.insert(pos, float(row.get("filter_score") or 0.0))
+    scores.insert(pos, scores[max(pos - 1, 0)])
     return Window(row["id"], row["query"], texts, ids, scores, pos, window_meta(row))
+
+
+def positive_slot(row_id: str, size: int) -> int:
+    """The positive's 0-based slot in a window of ``size``: uniform, a function of the row id alone.
+
+    Independent of the filter columns (so filtered and unfiltered stages give the same lists),
+    of the process and of the run (``random.Random`` seeds a string by its SHA-512), and free of a
+    position prior a reranker could learn or a retriever could be flattered by.
+    """
+    return random.Random(f"positive-slot:{row_id}").randrange(max(size, 1))
 
 
 # --------------------------------------------------------------------------- target orders (pure)

@@ -3,7 +3,7 @@
 Held-out set: docstring pairs from the repositories ``splits.RepoSplit`` holds out (the ones
 ``teacher-rank`` excluded from training). Each query's candidate list is its positive plus its
 hardest negatives in first-stage order (``reranker.data.first_stage_window``: negatives by
-embedder score, the positive at its ``filter_rank``). Every system reorders that same list;
+embedder score, the positive in a slot seeded by its id). Every system reorders that same list;
 MRR@10, Recall@1 and the mean rank of the positive are reported as JSON and a markdown table.
 
 Those lists come from the *filtered* stage, whose pairs all have their positive in the filter

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cornstack_train.reranker.data import (IGNORE_INDEX, answer_for, embedder_order, encode_example, first_stage_window,
-                                         gold_anchored, instance_rng, shuffle_window)
+                                         gold_anchored, instance_rng, positive_slot, shuffle_window)
 from cornstack_train.data.splits import RepoSplit
 from cornstack_train.reranker.teacher import TeacherConfig, target_order
 
@@ -63,14 +63,15 @@ def tiny_dir(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- windows and teacher orders
 
 
-def test_first_stage_window_puts_positive_at_filter_rank_and_negatives_by_score():
+def test_first_stage_window_puts_positive_at_its_seeded_slot_and_negatives_by_score():
     rows = negatives_rows()
     by_id = {r["id"]: r for r in rows}
-    row = rows[2]  # filter_rank 3
+    row = rows[2]
     w = first_stage_window(row, by_id, depth=4)
-    assert w.positive_index == 2 and len(w.candidates) == 4
-    assert w.candidate_ids[2] == row["id"] and w.candidates[2].startswith("pkg/m2.py::add_2\n")
-    negative_scores = [s for i, s in enumerate(w.scores) if i != 2]
+    assert w.positive_index == positive_slot(row["id"], 4) == 3 and len(w.candidates) == 4
+    assert w.candidate_ids[3] == row["id"] and w.candidates[3].startswith("pkg/m2.py::add_2\n")
+    assert w.scores == sorted(w.scores, reverse=True)  # the positive takes its upper neighbour's score
+    negative_scores = [s for i, s in enumerate(w.scores) if i != 3]
     assert negative_scores == sorted(negative_scores, reverse=True) == sorted(row["negative_scores"], reverse=True)[:3]
 
 
@@ -321,12 +322,13 @@ def test_eval_table_on_a_tiny_set(tmp_path):
                                                                 loaded=tiny_loaded()))
         report = evaluate(rows, tmp_path / "eval", systems, SPLIT, EvalConfig(depth=4, max_queries=None, kinds=("docstring",)))
     res = report["results"]
-    # held-out docstring rows: k = 1, 2, 4, 5 with filter_rank 2, 3, 2, 3 (positive at index 1, 2, 1, 2 of 4)
-    assert res["retriever"]["queries"] == 4 and res["retriever"]["mrr@10"] == pytest.approx((1 / 2 + 1 / 3) / 2, abs=1e-4)
-    assert res["reverse"]["mrr@10"] == pytest.approx((1 / 3 + 1 / 2) / 2, abs=1e-4)
+    # held-out docstring rows: k = 1, 2, 4, 5, positives at their seeded slots 1, 0, 1, 1 of 4
+    assert [positive_slot(f"held_out-{k}", 4) for k in (1, 2, 4, 5)] == [1, 0, 1, 1]
+    assert res["retriever"]["queries"] == 4 and res["retriever"]["mrr@10"] == pytest.approx((3 / 2 + 1) / 4, abs=1e-4)
+    assert res["reverse"]["mrr@10"] == pytest.approx((3 / 3 + 1 / 4) / 4, abs=1e-4)
     assert 0 < res["zero-shot"]["mrr@10"] <= 1 and report["repos"] == [HELD]
     table = (tmp_path / "eval" / "metrics.md").read_text()
-    assert "| retriever | 0.4167 |" in table and "| zero-shot |" in table
+    assert "| retriever | 0.6250 |" in table and "| zero-shot |" in table
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["results"] == res
     # a re-run reuses the stored ranks instead of calling the system again
     def fail(_):
@@ -455,7 +457,7 @@ def test_fused_rows_come_from_stored_orders_without_model_calls(tmp_path):
 
     rows = negatives_rows()
     config = EvalConfig(depth=4, max_queries=None, kinds=("docstring",))
-    windows = heldout_windows(rows, SPLIT, config)  # positives at index 1, 2, 1, 2 of 4
+    windows = heldout_windows(rows, SPLIT, config)  # positives at index 1, 0, 1, 1 of 4
 
     def to_top(ws):  # the "model" puts the positive first and reverses the rest
         return [[w.positive_index] + [i for i in range(len(w.candidates))[::-1] if i != w.positive_index] for w in ws]
@@ -466,8 +468,9 @@ def test_fused_rows_come_from_stored_orders_without_model_calls(tmp_path):
     report = evaluate(rows, out, {"to-top": to_top, "to-top+rrf": fused_ranker("to-top", out)}, SPLIT, config)
     res = report["results"]
     assert res["to-top"]["mrr@10"] == 1.0
-    # (model rank, first-stage rank) of index 0 is (4, 1): it comes second, after the positive at (1, 2) or (1, 3)
+    # positive at 1: (model rank, first-stage rank) of index 0 is (4, 1), second after the positive at (1, 2);
+    # positive at 0: indexes 3 and 1 tie at (2, 4) and (4, 2), the model's rank breaks it, 2 at (3, 3) is last
     assert res["to-top+rrf"]["mrr@10"] == 1.0
     stored = [json.loads(line) for line in (out / "ranks" / "to-top+rrf.jsonl").read_text().splitlines()]
-    expected = {1: [1, 0, 3, 2], 2: [2, 0, 1, 3]}
+    expected = {1: [1, 0, 3, 2], 0: [0, 3, 1, 2]}
     assert [r["order"] for r in stored] == [expected[w.positive_index] for w in windows]
