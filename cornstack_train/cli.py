@@ -31,6 +31,7 @@ from cornstack_train.data.stages import filter_command, mine_command, negatives_
 from cornstack_train.data.stages_sources import download_command
 from cornstack_train.embedder.stages import eval_command, harness_command, ship_command, train_command
 from cornstack_train.embedder.stages_ablation import ablate_command
+from cornstack_train.embedder.stages_static import distill_command
 from cornstack_train.errors import StageGroup
 from cornstack_train.reranker.stages import eval_reranker_command, teacher_rank_command, train_reranker_command
 
@@ -50,7 +51,7 @@ def main(verbose: int) -> None:
                         stream=sys.stderr, format="cornstack-train: %(message)s")
 
 
-for _command in (download_command, mine_command, filter_command, negatives_command, train_command, eval_command,
+for _command in (download_command, mine_command, filter_command, negatives_command, distill_command, train_command, eval_command,
                  harness_command, ship_command, ablate_command,
                  teacher_rank_command, train_reranker_command, eval_reranker_command):
     main.add_command(_command)

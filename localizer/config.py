@@ -14,18 +14,29 @@ from indexer.index import IndexConfig
 
 from localizer.embedding.embedder import DEFAULT_MODEL as _DEFAULT_MODEL
 from localizer.embedding.embedder import EmbedderConfig
+from localizer.embedding.shipped import shipped_static_path
 from localizer.rerank.reranker import RerankConfig
 from localizer.retrieval.retrievers import RETRIEVERS
 
 LEVELS = ("file", "function", "both")
 
-# BM25 is the default retriever: over all 300 SWE-bench Lite instances it scored file@1/3/5
-# 52.0/72.0/76.3 and function@5/10 48.5/58.4 with no model, while hybrid with the packaged MiniLM
-# was no consistently better (53.0/70.7/80.7, 46.7/59.5) and costs a dense index (about 6 minutes
-# cold on django on two cores). Hybrid with the shipped CoRNStack embedder beats it on most
-# columns, at that same cost, so it stays opt-in (benchmarks/RESULTS.md, README "Why BM25").
-DEFAULT_RETRIEVER = "bm25"
-# The embedder's defaults are EmbedderConfig's own (fp32 torch, the shipped model), named here so
+
+def default_retriever() -> str:
+    """``hybrid`` when this build ships the static embedder, else ``bm25``.
+
+    Hybrid with the static embedder scores at least BM25's on every column of SWE-bench Lite
+    and indexes in about BM25's time (benchmarks/RESULTS.md, "static embedder"; README, "Why
+    hybrid"). Without it a dense index costs a transformer pass over the repository (about 7
+    minutes cold on django on two cores), too slow to run unasked, so BM25 stays the default
+    and ``localize`` says so once (:data:`FALLBACK_NOTE`).
+    """
+    return "hybrid" if shipped_static_path() is not None else "bm25"
+
+
+DEFAULT_RETRIEVER = default_retriever()
+FALLBACK_NOTE = ("note: this build ships no static embedder (localizer/models/static), so the default retriever is "
+                 "bm25; --retriever hybrid --model MODEL embeds with a transformer")
+# The embedder's defaults are EmbedderConfig's own (the runtime auto, the shipped static model), named here so
 # that the CLI, the hooks and the harness read them from one place.
 DEFAULT_BACKEND = EmbedderConfig.backend
 DEFAULT_MODEL = _DEFAULT_MODEL

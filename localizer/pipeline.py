@@ -34,7 +34,8 @@ from typing import Any, Callable
 from indexer.index import Progress, RepoIndex, build_index
 
 from localizer.config import LocalizeConfig
-from localizer.embedding.embedder import Embedder
+from localizer.embedding.embedder import Embedder, open_embedder
+from localizer.embedding.static import StaticEmbedder
 from localizer.issue_input import validate_issue_text
 from localizer.rerank.reranker import ListwiseReranker
 from localizer.retrieval.query import IssueQuery, build_query
@@ -117,7 +118,7 @@ class RankingPipeline:
     pipelines over the same index share their BM25 index and reranker calls.
     """
 
-    def __init__(self, config: LocalizeConfig, *, embedder: Embedder | None = None,
+    def __init__(self, config: LocalizeConfig, *, embedder: Embedder | StaticEmbedder | None = None,
                  reranker: ListwiseReranker | None = None, shared: SharedWork | None = None) -> None:
         if reranker is not None and config.rerank is not None and reranker.config.depth != config.rerank.depth:
             raise ValueError(f"the reranker reorders {reranker.config.depth} functions but the config says "
@@ -129,10 +130,10 @@ class RankingPipeline:
         self._retriever: tuple[RepoIndex, Retriever] | None = None
 
     @property
-    def embedder(self) -> Embedder | None:
+    def embedder(self) -> Embedder | StaticEmbedder | None:
         """The embedder when the retriever needs one (loaded lazily), else None."""
         if self._embedder is None and needs_embedder(self.config):
-            self._embedder = Embedder(self.config.embedder)
+            self._embedder = open_embedder(self.config.embedder)
         return self._embedder if needs_embedder(self.config) else None
 
     @property

@@ -36,9 +36,9 @@ from indexer.errors import LocalizerError
 from indexer.git.runner import run_git
 from indexer.index import IndexConfig, RepoIndex
 from localizer.cli.options import OptionError, options, rerank_config
-from localizer.config import DEFAULT_MODEL, LocalizeConfig
-from localizer.embedding.embedder import Embedder, EmbedderConfig
-from localizer.embedding.onnx_backend import BACKENDS
+from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, LocalizeConfig
+from localizer.embedding.embedder import BACKEND_CHOICES, Embedder, EmbedderConfig, open_embedder
+from localizer.embedding.static import StaticEmbedder
 from localizer.pipeline import RankingPipeline, SharedWork
 from localizer.progress import StageProgress
 from localizer.rerank.reranker import ListwiseReranker, RerankConfig
@@ -76,7 +76,7 @@ class HarnessConfig:
     limit: int | None = None
     index_dir: Path | None = None
     device: str = "auto"
-    backend: str = "torch"  # embedder runtime for dense/hybrid (localizer.embedding.onnx_backend)
+    backend: str = DEFAULT_BACKEND  # embedder runtime for dense/hybrid (localizer.embedding.onnx_backend)
     # Per-model overrides of ``backend``: a new model can run in bf16 while the base model
     # keeps the fp32 embeddings already in the index cache.
     model_backends: dict = field(default_factory=dict)
@@ -112,8 +112,8 @@ def parse_model_backends(specs: Sequence[str], models: Sequence[str]) -> dict[st
         model, sep, backend = spec.rpartition("=")
         if not sep or not model:
             raise click.BadParameter(f"expected MODEL=BACKEND, got {spec!r}", param_hint="--model-backend")
-        if backend not in BACKENDS:
-            raise click.BadParameter(f"unknown backend {backend!r} in {spec!r}; choose one of {', '.join(BACKENDS)}",
+        if backend not in BACKEND_CHOICES:
+            raise click.BadParameter(f"unknown backend {backend!r} in {spec!r}; choose one of {', '.join(BACKEND_CHOICES)}",
                                      param_hint="--model-backend")
         if model not in models:
             raise click.BadParameter(f"{model!r} is not one of the --model values", param_hint="--model-backend")
@@ -189,17 +189,17 @@ class Harness:
             config = replace(config, rerank=reranker.config)
         self.config = config
         self._reranker = reranker  # built on first use from config.rerank
-        self._embedders: dict[str, Embedder] = {}
+        self._embedders: dict[str, Embedder | StaticEmbedder] = {}
         self._pipelines: dict[str, RankingPipeline] = {}
         self._shared = SharedWork()  # one BM25 index and one reranker call per instance, for every system
         self._readers: dict[Path, object] = {}
         self.timing: dict[str, float] = {}
         self.cache: dict[str, int] = {"files": 0, "parsed_files": 0, "chunk_instances": 0, "embedded_chunks": 0}
 
-    def embedder(self, model: str) -> Embedder:
+    def embedder(self, model: str) -> Embedder | StaticEmbedder:
         """One loaded embedder per model, shared by every system that uses it."""
         if model not in self._embedders:
-            self._embedders[model] = Embedder(self.config.embedder_config(model))
+            self._embedders[model] = open_embedder(self.config.embedder_config(model))
         return self._embedders[model]
 
     def reranker(self) -> ListwiseReranker:

@@ -52,11 +52,11 @@ class EmbedderEncoder:
 
 def load_encoder(model: str | None, device: str = "auto", batch_size: int = 64,
                  max_seq_length: int | None = None, backend: str = "torch") -> EmbedderEncoder:
-    from localizer.embedding.embedder import BASE_MODEL, Embedder, EmbedderConfig
+    from localizer.embedding.embedder import BASE_MODEL, EmbedderConfig, open_embedder
 
     # The stages' default is the base MiniLM, not localize's default: the data must not depend on
     # whether this build ships trained weights.
-    return EmbedderEncoder(Embedder(EmbedderConfig(model=model or BASE_MODEL, device=device, batch_size=batch_size,
+    return EmbedderEncoder(open_embedder(EmbedderConfig(model=model or BASE_MODEL, device=device, batch_size=batch_size,
                                                    max_seq_length=max_seq_length, backend=backend)))
 
 

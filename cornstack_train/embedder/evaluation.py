@@ -43,10 +43,12 @@ import numpy as np
 from indexer.storage.atomic import atomic_write_text
 from localizer.device import resolve_device
 from localizer.embedding.shipped import is_compact_dir, load_compact, read_manifest
+from localizer.embedding.static import is_static_dir
 from localizer.retrieval.faiss_index import flat_ip_index, search
 
 from cornstack_train.data.records import DATA_DIR, StageError, load_stage, sha256_tree
 from cornstack_train.data.splits import RepoSplit
+from cornstack_train.embedder.static import to_sentence_transformer
 from cornstack_train.errors import TrainingError
 
 log = logging.getLogger("cornstack_train.eval")
@@ -177,8 +179,11 @@ def _short_label(path: str) -> str:
 
 
 def resolve_trained(target: str) -> str:
-    """A `train` output directory stands for the model in it (``model/``, else ``delta/``)."""
+    """A `train` output directory stands for the model in it (``static/`` for a static run, which is
+    what ships, else ``model/``, else ``delta/``)."""
     path = Path(target).expanduser()
+    if is_static_dir(path / "static"):
+        return str(path / "static")
     for sub in ("model", "delta"):
         if (path / sub / "modules.json").is_file() or is_compact_dir(path / sub):
             return str(path / sub)
@@ -192,6 +197,10 @@ def load_any_model(target: str, device: str = "cpu", max_seq_length: int | None 
     from localizer.embedding.embedder import BASE_MODEL, resolve_model
 
     target = resolve_trained(target)
+    resolved = resolve_model(target)[0] if target not in BASE_ALIASES else target
+    if is_static_dir(resolved):
+        # A static model has no token limit to set: its tokenizer's truncation is part of the model.
+        return to_sentence_transformer(resolved, device=device)
     if target in BASE_ALIASES:
         model = SentenceTransformer(resolve_model(BASE_MODEL)[0], device=device)
     elif is_compact_dir(target):
@@ -252,6 +261,8 @@ def evaluate(config: EvalConfig, encoders: dict[str, Any] | None = None) -> dict
             "by_kind": grouped_metrics(ranks, heldout.kinds),
             "any_positive": {**summarize(any_ranks), "by_kind": grouped_metrics(any_ranks, heldout.kinds)},
             "seconds": round(time.perf_counter() - started, 2),
+            # per query, in held-out order: what the ablation's bootstrap intervals resample
+            "ranks": ranks.tolist(),
         }
     report = {
         "data": str(config.data),
@@ -324,6 +335,9 @@ class HarnessRunConfig:
     backend: str = "torch"  # runtime of the trained models; the base MiniLM keeps base_backend
     base_backend: str = "torch"  # fp32 by default, so earlier runs' cached base embeddings are reused
     workers: int = 1
+    # The base model to run beside the trained ones: the packaged MiniLM by default; a static ablation
+    # compares with its own untrained start instead (a MiniLM index costs minutes per commit).
+    base_model: str | None = None
 
 
 def materialize(spec: str, cache_dir: Path) -> str:
@@ -412,7 +426,9 @@ def run_harness(config: HarnessRunConfig, run: Callable[..., Any] = subprocess.r
     """
     from localizer.embedding.embedder import BASE_MODEL
 
-    models = [BASE_MODEL] + [materialize(spec, Path(config.out) / "models") for spec in config.models]
+    base = BASE_MODEL if config.base_model is None else materialize(f"base={config.base_model}",
+                                                                    Path(config.out) / "models")
+    models = [base] + [materialize(spec, Path(config.out) / "models") for spec in config.models]
     argv = harness_command_line(config, models, harness_launcher() if launcher is None else launcher)
     log.info("harness: %s", shlex.join(argv))
     result = run(argv, stdout=subprocess.DEVNULL)

@@ -1,4 +1,5 @@
-"""Install a trained embedder's compact delta as the one this package ships.
+"""Install a trained embedder as one this package ships: the transformer's compact delta
+(``ship``) or the static model (``ship --static``, ``localizer/models/static``).
 
 ``localize --model localizer-cornstack`` loads ``localizer/models/cornstack``
 (``localizer.embedding.shipped.shipped_model_dir``), which is package data: by default
@@ -26,8 +27,14 @@ from localizer.embedding.shipped import (
     is_compact_dir,
     load_compact,
     read_manifest,
+    sha256_file,
     shipped_model_dir,
+    shipped_static_dir,
 )
+from localizer.embedding.static import CONFIG_FILE as STATIC_CONFIG
+from localizer.embedding.static import TOKENIZER_FILE as STATIC_TOKENIZER
+from localizer.embedding.static import WEIGHTS_FILE as STATIC_WEIGHTS
+from localizer.embedding.static import StaticModel, is_static_dir
 
 MAX_SHIPPED_BYTES = 25_000_000  # the issue's budget for weights inside the package
 # Files of a training run that travel with the delta: its full record and its held-out eval.
@@ -83,4 +90,48 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
     atomic_replace_dir(target, write)
     manifest = read_manifest(target)
     return ShipReport(target=target, delta_bytes=size, delta_sha256=manifest.get("delta_sha256", ""),
+                      files=tuple(sorted(p.name for p in target.iterdir())))
+
+
+def static_dir_of(run: str | Path) -> Path:
+    """A static training run's ``static/``, or the path itself when it is a static model directory."""
+    run = Path(run)
+    for candidate in (run / "static", run):
+        if is_static_dir(candidate):
+            return candidate
+    raise CompactError(f"{run} holds no static model ({STATIC_CONFIG} with model_type model2vec, {STATIC_WEIGHTS}); "
+                       "is it a static `train` output?")
+
+
+def ship_static(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX_SHIPPED_BYTES) -> ShipReport:
+    """Check a static run's model and install it (with its card and records) at ``target``, atomically.
+
+    ``target`` defaults to the package's ``models/static`` (:func:`shipped_static_dir`), which makes
+    it the default embedder of ``hybrid``. The model must fit the budget, load in the runtime's
+    numpy loader, and carry the model card ``train`` wrote.
+    """
+    run = Path(run)
+    model = static_dir_of(run)
+    files = [model / name for name in (STATIC_CONFIG, STATIC_WEIGHTS, STATIC_TOKENIZER)]
+    size = sum(f.stat().st_size for f in files)
+    if size > max_bytes:
+        raise CompactError(f"{model} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB the package may ship "
+                           "(distil with fewer --dims)")
+    if not (model / CARD_FILE).is_file():
+        raise CompactError(f"{model} has no model card ({CARD_FILE}); ship the static/ directory `train` wrote")
+    StaticModel.load(model)  # refuses a corrupt table before anything is replaced
+    records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
+    target = Path(target) if target is not None else shipped_static_dir()
+
+    def write(tmp: Path) -> None:
+        for source in (*files, model / CARD_FILE):
+            shutil.copy2(source, tmp / source.name)
+        for name, source in records.items():
+            shutil.copy2(source, tmp / name)
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
+
+    atomic_replace_dir(target, write)
+    return ShipReport(target=target, delta_bytes=size, delta_sha256=sha256_file(target / STATIC_WEIGHTS),
                       files=tuple(sorted(p.name for p in target.iterdir())))

@@ -226,8 +226,11 @@ def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, i
               help=f"Install into DIR instead of the localizer package's models/cornstack ({shipped_model_dir()}): "
                    "package data, in the source tree of the checkout this runs from. --out is an old name of it.")
 @click.option("--max-mb", type=click.FloatRange(min=0.1), default=25.0, show_default=True,
-              help="Refuse a delta larger than this (the package's budget for weights).")
-def ship_command(run, into, max_mb) -> None:
+              help="Refuse a model larger than this (the package's budget for weights).")
+@click.option("--static", "static", is_flag=True,
+              help="Ship a static run's static/ model as localizer-static (default DIR: the package's models/static), "
+                   "the default embedder of hybrid.")
+def ship_command(run, into, max_mb, static) -> None:
     """Install a `train` run's compact delta as the embedder `localize --model localizer-cornstack` loads.
 
     RUN is a `train` output (or its delta/ directory). The delta must fit the
@@ -239,14 +242,14 @@ def ship_command(run, into, max_mb) -> None:
     ships and `localize` loads by default. Commit it only for a model trained on
     the registry corpus (docs/training.md).
     """
-    from cornstack_train.embedder.shipping import ship
+    from cornstack_train.embedder.shipping import ship, ship_static
 
     try:
-        report = ship(run, into, max_bytes=int(max_mb * 1e6))
+        report = (ship_static if static else ship)(run, into, max_bytes=int(max_mb * 1e6))
     except (LocalizerError, OSError) as exc:
         fail(exc)
-    click.echo(f"installed {report.target} ({report.delta_bytes / 1e6:.1f} MB, delta sha256 "
-               f"{report.delta_sha256[:12]}...): {', '.join(report.files)}")
+    click.echo(f"installed {report.target} ({report.delta_bytes / 1e6:.1f} MB, {'weights' if static else 'delta'} "
+               f"sha256 {report.delta_sha256[:12]}...): {', '.join(report.files)}")
 
 
 @click.group(cls=StageGroup, context_settings=CONTEXT)

@@ -39,7 +39,19 @@ from cornstack_train.errors import StageCommand, fail
               help="Train each variant in N data-parallel processes of one thread (torchrun); --batch-size stays "
               "the global batch. On 2 CPU cores, --nproc 2 halves the step time.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", "seeds", type=int, multiple=True,
+              help="Train every variant once per seed (repeatable; default one run, seed 0). With several, the "
+                   "table gives seed means with 95% bootstrap intervals.")
+@click.option("--model", default=None, metavar="DIR",
+              help="Starting model of every variant (e.g. a `distill` output for the static embedder); default the "
+                   "packaged MiniLM.")
+@click.option("--unfiltered", "unfiltered_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The `negatives` stage run on the unfiltered mined pairs: no-filter then trains the full recipe "
+                   "on it (without it: the mined pairs with random negatives).")
+@click.option("--eval-data", "eval_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Stage scored for held-out MRR@10 (default MINED, split by the held-out options).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Train each variant for this many epochs instead of --max-steps.")
 @split_options
 @click.option("--eval-max-queries", type=click.IntRange(1), default=1000, show_default=True,
               help="Held-out queries scored (from MINED, so the held-out set is not pre-selected by the filter).")
@@ -50,9 +62,12 @@ from cornstack_train.errors import StageCommand, fail
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
               help="Runtime of the variants in the harness (the base MiniLM stays fp32).")
+@click.option("--retriever", "harness_retriever", type=click.Choice(["dense", "hybrid"]), default="dense",
+              show_default=True, help="Which retriever's SWE-bench figures the table reports.")
 def ablate_command(negatives_dir, mined_dir, out, variants, max_steps, batch_size, hard_negatives, lr, tau_start,
-                   tau_end, schedule, max_seq_length, no_cache, bf16, threads, nproc, device, seed, heldout_fraction,
-                   heldout_repos, eval_max_queries, swebench_data, repos_dir, ids_file, index_dir, backend) -> None:
+                   tau_end, schedule, max_seq_length, no_cache, bf16, threads, nproc, device, seeds, model,
+                   unfiltered_dir, eval_dir, epochs, heldout_fraction, heldout_repos, eval_max_queries, swebench_data,
+                   repos_dir, ids_file, index_dir, backend, harness_retriever) -> None:
     """Train each ablation variant for the same steps, then score all of them side by side.
 
     NEGATIVES is the `negatives` stage, MINED the `mine` stage (the no-filter
@@ -66,19 +81,22 @@ def ablate_command(negatives_dir, mined_dir, out, variants, max_steps, batch_siz
     if bool(swebench_data) != bool(repos_dir):
         raise click.UsageError("--swebench-data and --repos-dir go together")
     split = _split(heldout_fraction, heldout_repos)
-    train = TrainConfig(data=negatives_dir, out=out, hard_negatives=hard_negatives, tau_start=tau_start,
+    steps = -1 if epochs else max_steps
+    train = TrainConfig(data=negatives_dir, out=out, model=model, hard_negatives=hard_negatives, tau_start=tau_start,
                         tau_end=tau_end, schedule=schedule, batch_size=batch_size, cached=not no_cache,
-                        max_steps=max_steps, lr=lr, seed=seed, bf16=bf16, device=device, threads=threads,
-                        max_seq_length=max_seq_length, save_steps=max(10, max_steps // 4), split=split)
+                        epochs=epochs or 1.0, max_steps=steps, lr=lr, seed=(seeds or (0,))[0], bf16=bf16,
+                        device=device, threads=threads, max_seq_length=max_seq_length,
+                        save_steps=max(10, max_steps // 4) if steps > 0 else 100_000, split=split)
     harness = None
     if swebench_data:
         harness = HarnessRunConfig(data=swebench_data, repos_dir=repos_dir, out=out / "harness", models=(),
-                                   retrievers=("dense",), ids_file=ids_file, index_dir=index_dir, device=device,
-                                   backend=backend)
+                                   retrievers=(harness_retriever,), ids_file=ids_file, index_dir=index_dir,
+                                   device=device, backend=backend, base_model=model)
     try:
         config = AblationConfig(negatives_dir=negatives_dir, mined_dir=mined_dir, out=out, train=train,
                                 variants=tuple(variants) or DEFAULT_VARIANTS, eval_max_queries=eval_max_queries,
-                                harness=harness, nproc=nproc)
+                                harness=harness, nproc=nproc, seeds=tuple(seeds), unfiltered_dir=unfiltered_dir,
+                                eval_dir=eval_dir, eval_max_seq_length=None if model else 256)
         run_ablation(config, log=lambda line: click.echo(line, err=True))
     except (LocalizerError, ValueError) as exc:  # a failed training subprocess is a TrainingError
         fail(exc)

@@ -47,11 +47,13 @@ import numpy as np
 from indexer.storage.atomic import atomic_replace_dir, atomic_write_text
 from localizer.device import resolve_device
 from localizer.embedding.shipped import DELTA_FILE, is_compact_dir, load_compact, read_manifest, weights_sha256
+from localizer.embedding.static import is_static_dir
 
 from cornstack_train.data.records import DATA_DIR, NEGATIVE_COLUMNS, StageError, load_stage, load_stats, sha256_tree
 from cornstack_train.embedder.compact import write_compact
 from cornstack_train.embedder.curriculum import Curriculum
 from cornstack_train.embedder.sampler import MODES, draw_batch_negatives
+from cornstack_train.embedder.static import export_static, is_static_st, to_sentence_transformer
 from cornstack_train.data.splits import RepoSplit
 
 log = logging.getLogger("cornstack_train.train")
@@ -226,12 +228,22 @@ class ProgressState:
     trainer's step counter, because the loader prefetches a batch one step
     early, and not after a resume: keyed by position, a resumed run draws
     what an uninterrupted one would.
+
+    A position is ``epoch * batches_per_epoch + i`` over the batches of all
+    processes. The processes take them in turn (accelerate's
+    ``BatchSamplerShard``, dropping an epoch's last incomplete round), and an
+    epoch ends with a short optimizer step when the accumulation does not
+    divide its batches (``transformers.Trainer``), so the step of a position is
+    counted per epoch (``step_of``), not as ``position // batches_per_step``,
+    which drifts (by up to a step per epoch) when the batches per step do not
+    divide the epoch.
     """
 
     curriculum: Curriculum
     global_step: int = 0
     max_steps: int = 1
     batches_per_step: int = 1  # processes x gradient accumulation
+    world_size: int | None = None  # processes; None: torch.distributed's (1 when not distributed)
     batch_positions: dict = field(default_factory=dict)
 
     @property
@@ -247,13 +259,40 @@ class ProgressState:
         while len(self.batch_positions) > 4096:  # other ranks' batches are never claimed here
             self.batch_positions.pop(next(iter(self.batch_positions)))
 
-    def claim_batch(self, rows: Sequence[int]) -> tuple[float, int | None]:
-        """(τ, position) for a batch being read; position None for reads outside training."""
+    def claim_batch(self, rows: Sequence[int], batches_per_epoch: int | None = None) -> tuple[float, int | None]:
+        """(τ, position) for a batch being read; position None for reads outside training.
+
+        τ is the curriculum's at the step that will train on the batch (``step_of``).
+        """
         position = self.batch_positions.pop(tuple(int(r) for r in rows), None)
         if position is None:
             return self.tau, None
-        step = position // max(1, self.batches_per_step)
+        step = self.step_of(position, batches_per_epoch)
         return self.curriculum.tau(step / max(1, self.max_steps)), position
+
+    def processes(self) -> int:
+        """The data-parallel processes. The trainer hands over only processes x accumulation
+        (``batches_per_step``); the process count is torch.distributed's, which it set up."""
+        if self.world_size:
+            return self.world_size
+        import torch.distributed as dist
+
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    def step_of(self, position: int, batches_per_epoch: int | None) -> int:
+        """The optimizer step (0-based) that trains on the batch at ``position``.
+
+        Without ``batches_per_epoch`` (the sampler's length) the run is taken as one epoch.
+        """
+        per_step = max(1, self.batches_per_step)
+        if not batches_per_epoch:
+            return position // per_step
+        world = max(1, self.processes())
+        accumulation = max(1, per_step // world)
+        epoch, index = divmod(position, batches_per_epoch)
+        per_process = max(1, batches_per_epoch // world)  # each process's batches in an epoch
+        steps_per_epoch = -(-per_process // accumulation)  # the last step takes what is left
+        return epoch * steps_per_epoch + (index // world) // accumulation
 
 
 class NegativeTransform:
@@ -274,7 +313,9 @@ class NegativeTransform:
         k = self.config.k
         if k == 0:
             return out
-        tau, position = self.state.claim_batch(rows)
+        # A training batch is full (the sampler drops the last incomplete one), so the sampler yields
+        # len(pool) // len(rows) batches an epoch: what the state needs to count steps per epoch.
+        tau, position = self.state.claim_batch(rows, len(self.pool) // max(1, len(rows)))
         if position is None:  # a read outside training (e.g. the model card's examples)
             entropy = [self.config.seed, self.rank, 1 << 40, self.state.global_step, rows[0] if rows else 0, len(rows)]
         else:
@@ -310,6 +351,10 @@ def load_model(model: str | None, device: str, max_seq_length: int | None):
         st = load_compact(model, device=device)
     else:
         target, _ = resolve_model(model or BASE_MODEL)  # training starts from the base, never the shipped model
+        if is_static_dir(target):
+            # A static model (``cornstack-train distill``): its token budget is its tokenizer's truncation,
+            # the same at training and at run time, so --max-seq-length does not apply.
+            return to_sentence_transformer(target, device=device)
         st = SentenceTransformer(target, device=device)
     # Truncating for training is a cost knob; the exported model reads as far as its base did.
     st.base_max_seq_length = st.max_seq_length
@@ -376,17 +421,18 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 
 def make_loss(model, config: TrainConfig, distributed: bool):
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
+    """The InfoNCE loss. Without gradient caching it is ``AnswerMaskedMNRL``: under DDP the gathered
+    candidates of other processes can repeat a query's own answer, which it masks (``losses``)."""
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+
+    from cornstack_train.embedder.losses import AnswerMaskedMNRL
 
     options = loss_options(config)
     try:
         if config.cached:
             return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size,
                                                       gather_across_devices=distributed, **options)
-        return MultipleNegativesRankingLoss(model, scale=config.scale, gather_across_devices=distributed, **options)
+        return AnswerMaskedMNRL(model, scale=config.scale, gather_across_devices=distributed, **options)
     except TypeError as exc:
         if not options:
             raise
@@ -604,9 +650,11 @@ def export(model, config: TrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
     if config.lora:
         merge_lora(model)
     model = model.to("cpu").float()
-    model.max_seq_length = getattr(model, "base_max_seq_length", None) or model.max_seq_length
     out = Path(config.out)
     info: dict[str, Any] = {}
+    if is_static_st(model):
+        return export_static_run(model, config, stats, info)
+    model.max_seq_length = getattr(model, "base_max_seq_length", None) or model.max_seq_length
     def write(tmp: Path) -> None:
         model.save(str(tmp))
         info["weights_sha256"] = weights_sha256(tmp)
@@ -630,21 +678,55 @@ def export(model, config: TrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def model_card(config: TrainConfig, stats: dict[str, Any], info: dict[str, Any]) -> str:
+def export_static_run(model, config: TrainConfig, stats: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A static run's output: ``static/``, the table in the shipped Model2Vec layout (fp16), with a card.
+
+    There is no ST ``model/`` copy: the layout loads in sentence-transformers
+    (``StaticEmbedding.load``), Model2Vec and ``localize --model DIR`` alike.
+    """
+    def write(tmp: Path) -> None:
+        export_static(model, tmp, extra_config={"trained_by": "cornstack-train", "negatives": config.negatives})
+        info["weights_sha256"] = weights_sha256(tmp)
+        (tmp / "README.md").write_text(model_card(config, stats, info, static=True))
+
+    info["static_dir"] = str(atomic_replace_dir(Path(config.out) / "static", write))
+    info["static_bytes"] = sum(f.stat().st_size for f in Path(info["static_dir"]).iterdir())
+    return info
+
+
+def negatives_phrase(config: TrainConfig) -> str:
+    """What the hard negatives were, in words, as the run drew them (not as the recipe's default says)."""
+    if config.k == 0:
+        return "in-batch negatives only (no hard negatives)"
+    drawn = {
+        "softmax": f"{config.k} hard negatives per query sampled by softmax over the mined candidates "
+                   f"(τ {config.tau_start}→{config.tau_end}, {config.schedule})",
+        "top": f"the {config.k} highest-scoring mined hard negatives per query",
+        "random": f"{config.k} hard negatives per query drawn uniformly from the mined candidates",
+    }[config.negatives]
+    return f"in-batch negatives and {drawn}"
+
+
+def model_card(config: TrainConfig, stats: dict[str, Any], info: dict[str, Any], static: bool = False) -> str:
     run = stats.get("run", {})
     data = stats.get("data", {})
     record = {"config": _jsonable(asdict(config)), "data": data, "model": stats.get("model"), "run": run,
               "weights": info}
     last = stats.get("log", [])[-1:] or [{}]
+    start = stats.get("model", {}).get("start", "all-MiniLM-L6-v2")
+    if static:
+        what = f"A static (Model2Vec-layout) embedder for issue-to-code retrieval: a token table distilled from {start}"
+        usage = ("from localizer.embedding.static import StaticModel\nmodel = StaticModel.load('static/')\n"
+                 "# or: localize --model static/; sentence-transformers: StaticEmbedding.load('static/')\n")
+    else:
+        what = f"A sentence-transformers bi-encoder for issue-to-code retrieval, fine-tuned from {start}"
+        usage = ("from sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer('model/')\n"
+                 "# or, from the compact delta on the packaged MiniLM:\n"
+                 "from localizer.embedding.shipped import load_compact\nmodel = load_compact('delta/')\n")
     return (
         "# localizer code embedder (CoRNStack fine-tune)\n\n"
-        "A sentence-transformers bi-encoder for issue-to-code retrieval, fine-tuned from "
-        f"{stats.get('model', {}).get('start', 'all-MiniLM-L6-v2')} with InfoNCE over in-batch and "
-        f"{config.k} softmax-sampled hard negatives per query (negatives={config.negatives}, "
-        f"τ {config.tau_start}→{config.tau_end}, {config.schedule}).\n\n"
-        "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer('model/')\n"
-        "# or, from the compact delta on the packaged MiniLM:\n"
-        "from localizer.embedding.shipped import load_compact\nmodel = load_compact('delta/')\n```\n\n"
+        f"{what}, trained with InfoNCE over {negatives_phrase(config)}.\n\n"
+        f"```python\n{usage}```\n\n"
         f"- training rows: {data.get('rows_train')} from {data.get('repos_train')} repositories "
         f"({data.get('repos_heldout')} held out for evaluation)\n"
         f"- steps: {run.get('global_step')}, final logged loss: {last[0].get('loss')}, device: {run.get('device')}"

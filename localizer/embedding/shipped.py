@@ -40,6 +40,10 @@ FORMAT = "localizer-delta/1"
 # ``--model localizer-cornstack`` names the shipped delta; it lives in ``localizer/models/cornstack``.
 SHIPPED_MODEL = "localizer-cornstack"
 SHIPPED_DIR = "cornstack"
+# ``--model localizer-static`` names the shipped static embedder (Model2Vec layout, ``static``);
+# it lives in ``localizer/models/static``.
+STATIC_MODEL = "localizer-static"
+STATIC_DIR = "static"
 
 
 class CompactError(ModelLoadError):
@@ -62,6 +66,19 @@ def shipped_model_dir() -> Path:
     source tree (and in an installed package, into site-packages).
     """
     return Path(__file__).resolve().parents[1] / "models" / SHIPPED_DIR
+
+
+def shipped_static_dir() -> Path:
+    """Where the trained static embedder of this package lives: ``localizer/models/static``."""
+    return Path(__file__).resolve().parents[1] / "models" / STATIC_DIR
+
+
+def shipped_static_path() -> Path | None:
+    """The shipped static embedder, when this build has one (``cornstack-train ship --static``)."""
+    from localizer.embedding.static import is_static_dir
+
+    path = shipped_static_dir()
+    return path if is_static_dir(path) else None
 
 
 def shipped_model_path() -> Path | None:
@@ -168,7 +185,9 @@ def load_compact(delta_dir: str | Path, device: str = "cpu", base: str | Path | 
 
 
 __all__ = [
-    "CARD_FILE", "DELTA_FILE", "FORMAT", "MANIFEST_FILE", "SHIPPED_DIR", "SHIPPED_MODEL", "CompactError",
+    "CARD_FILE", "DELTA_FILE", "FORMAT", "MANIFEST_FILE", "SHIPPED_DIR", "SHIPPED_MODEL", "STATIC_DIR",
+    "STATIC_MODEL", "CompactError",
     "base_model_dir", "delta_sha256", "has_manifest", "is_compact_dir", "load_compact", "packaged_model_path",
-    "read_manifest", "sha256_file", "shipped_model_dir", "shipped_model_path", "weights_sha256",
+    "read_manifest", "sha256_file", "shipped_model_dir", "shipped_model_path", "shipped_static_dir",
+    "shipped_static_path", "weights_sha256",
 ]

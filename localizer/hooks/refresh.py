@@ -194,9 +194,9 @@ class LazyEncoder:
             if self._factory is not None:
                 self._encoder = self._factory(self._config)
             else:
-                from localizer.embedding.embedder import Embedder
+                from localizer.embedding.embedder import open_embedder
 
-                self._encoder = Embedder(self._config)
+                self._encoder = open_embedder(self._config)
             self.load_seconds = time.perf_counter() - started
         return self._encoder
 

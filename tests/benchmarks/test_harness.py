@@ -16,7 +16,7 @@ from benchmarks.swebench.data import ensure_repos, load_instances
 from benchmarks.swebench.report import accuracy
 from benchmarks.swebench.run import Harness, HarnessConfig, main, parse_systems, split_by_repo
 from indexer.errors import LocalizerError
-from localizer.embedding.embedder import DEFAULT_MODEL
+from localizer.embedding.shipped import SHIPPED_MODEL
 
 from tests.conftest import commit_all, git, make_git_repo
 
@@ -252,12 +252,13 @@ def test_model_backends_override_the_default_per_model(tmp_path):
         with pytest.raises(click.BadParameter, match=hint):
             parse_model_backends(bad, ["default", "runs/m"])
 
+    model = SHIPPED_MODEL  # a transformer: a static model has one runtime and no backend in its key
     config = HarnessConfig(data="x.jsonl", repos_dir=tmp_path, out=tmp_path / "out",
-                           systems=parse_systems(["dense"], [DEFAULT_MODEL]), index_dir=tmp_path / "idx",
-                           model_backends={DEFAULT_MODEL: "torch-bf16"})
-    assert Harness(config).embedder(DEFAULT_MODEL).identity.endswith("|backend=torch-bf16")
+                           systems=parse_systems(["dense"], [model]), index_dir=tmp_path / "idx",
+                           model_backends={model: "torch-bf16"}, backend="torch")
+    assert Harness(config).embedder(model).identity.endswith("|backend=torch-bf16")
     plain = Harness(replace(config, model_backends={}))
-    assert "backend=" not in plain.embedder(DEFAULT_MODEL).identity
+    assert "backend=" not in plain.embedder(model).identity
 
 
 def test_system_specs_with_rerank_and_fusion():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from cornstack_train.embedder.ablation import (  # noqa: E402
     VARIANTS,
     AblationConfig,
     ablation_table,
+    effective_variant,
+    intervals,
     run_ablation,
     variant_train_config,
 )
@@ -51,13 +54,42 @@ def test_each_variant_changes_only_its_own_switch(stages, tmp_path):
     for name, variant in VARIANTS.items():
         cfg = variant_train_config(config, variant)
         changed = {k for k, v in vars(cfg).items() if v != vars(full)[k]} - {"out"}
-        expected = set(variant.overrides) | ({"data"} if variant.stage == "mined" else set())
+        effective = effective_variant(config, variant)
+        expected = set(effective.overrides) | ({"data"} if effective.stage != "negatives" else set())
         assert changed == expected, name
         assert cfg.out == tmp_path / "variants" / name
         assert (cfg.max_steps, cfg.lr, cfg.seed, cfg.split) == (full.max_steps, full.lr, full.seed, full.split)
-    assert variant_train_config(config, VARIANTS["no-filter"]).data == stages["mined"]
+    # without an unfiltered negatives stage, no-filter can only train on the mined pairs with random negatives
+    fallback = variant_train_config(config, VARIANTS["no-filter"])
+    assert fallback.data == stages["mined"] and fallback.negatives == "random"
+    # with one, it is the full recipe with the filter alone switched off
+    unfiltered = replace(config, unfiltered_dir=tmp_path / "unfiltered")
+    no_filter = variant_train_config(unfiltered, VARIANTS["no-filter"])
+    assert no_filter.data == tmp_path / "unfiltered"
+    assert {k for k, v in vars(no_filter).items() if v != vars(full)[k]} == {"data", "out"}
     with pytest.raises(ValueError, match="unknown variant"):
         _config(stages, tmp_path, ["full", "no-such-thing"])
+
+
+def test_several_seeds_train_apart_and_only_the_seed_differs(stages, tmp_path):
+    config = replace(_config(stages, tmp_path, ["full"]), seeds=(0, 1, 2))
+    runs = [variant_train_config(config, VARIANTS["full"], seed) for seed in config.seed_list]
+    assert [r.out.name for r in runs] == ["full-s0", "full-s1", "full-s2"]
+    assert [r.seed for r in runs] == [0, 1, 2]
+    assert {k for k, v in vars(runs[1]).items() if v != vars(runs[0])[k]} == {"out", "seed"}
+    with pytest.raises(ValueError, match="must differ"):
+        replace(config, seeds=(1, 1))
+
+
+def test_intervals_average_seeds_per_item_and_pair_variants_with_full():
+    eval_results = {"full-s0": {"ranks": [1, 1, 2, 0]}, "full-s1": {"ranks": [1, 2, 2, 0]},
+                    "none-s0": {"ranks": [0, 0, 2, 0]}, "none-s1": {"ranks": [0, 0, 2, 0]}}
+    spans = intervals(eval_results, None, {"full": ["full-s0", "full-s1"], "none": ["none-s0", "none-s1"]}, 500)
+    # full: per query (1+1)/2, (1+.5)/2, .5, 0 -> mean 0.5625
+    assert spans["full"]["mrr@10"].startswith("56.2 [")
+    assert spans["none"]["mrr@10"].startswith("12.5 [")
+    assert "mrr@10 vs full" in spans["none"] and "mrr@10 vs full" not in spans["full"]
+    assert spans["none"]["mrr@10 vs full"].startswith("-43.8 [")
 
 
 def test_ablation_trains_scores_and_resumes(stages, tmp_path):

@@ -265,7 +265,7 @@ def test_ship_installs_a_checked_delta_that_localize_loads(tmp_path, monkeypatch
     load_target, identity = embedder.resolve_model(embedder.SHIPPED_MODEL)
     assert load_target == str(report.target) and identity == f"localizer-cornstack@delta:{report.delta_sha256}"
     text = "fix crash when the cache is empty"
-    shipped = embedder.Embedder(embedder.EmbedderConfig(model=embedder.SHIPPED_MODEL, device="cpu"))
+    shipped = embedder.Embedder(embedder.EmbedderConfig(model=embedder.SHIPPED_MODEL, device="cpu", backend="torch"))
     assert np.allclose(shipped.encode_query(text).ravel(), model.encode([text], normalize_embeddings=True)[0],
                        atol=1e-4)
 
