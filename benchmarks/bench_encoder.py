@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--backend", action="append", default=None, help="default: torch, onnx, onnx-int8")
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default="localizer-cornstack", help="a transformer embedder (the runtimes are its)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -82,13 +82,17 @@ def main() -> None:
         cosines = np.sum(vectors[name] * reference, axis=1)
         rows.append({
             "backend": name,
+            "runs_as": embedders[name].config.backend,  # what auto chose on this CPU
             "cpu_seconds_per_100": round(100 * cpu / len(texts), 2),
             "wall_chunks_per_second": round(len(texts) / wall, 1),
             "cpu_speedup_vs_first": round(best[backends[0]][0] / cpu, 2),
             "cosine_to_first_mean": round(float(cosines.mean()), 4),
             "cosine_to_first_min": round(float(cosines.min()), 4),
         })
-    emit_report({"repo": str(args.repo), "rev": args.rev, "texts": len(texts), "backends": rows}, args.out)
+    from localizer.rerank.models import this_cpu_supports_bf16
+
+    emit_report({"repo": str(args.repo), "rev": args.rev, "texts": len(texts), "model": args.model,
+                 "native_bf16": this_cpu_supports_bf16(), "backends": rows}, args.out)
 
 
 if __name__ == "__main__":

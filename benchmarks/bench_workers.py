@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--rev", default=None)
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--layout", type=parse_layout, action="append", default=None, help="PxT; default: 1x2 and 2x1")
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default="localizer-cornstack", help="a transformer embedder (the runtimes are its)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -6,7 +6,8 @@
 # 1. the 48 training repositories of docs/train-repos.json, each as a bare clone pinned to its
 #    recorded commit (an existing WORK/train-repos/owner__name is reused; missing ones are cloned
 #    from GitHub, which needs the network);
-# 2. mine -> filter -> negatives -> train (two data-parallel CPU processes) -> held-out eval.
+# 2. mine -> negatives -> train (two data-parallel CPU processes) -> held-out eval; the dual consistency
+#    filter runs only with FILTER=1 (it measured no better at this scale; see below).
 #
 # SWE_BENCH_REPOS_DIR (owner__name dirs) turns on the content-hash overlap check against the
 # benchmark. Every stage resumes, so rerunning after an interruption continues where it stopped.

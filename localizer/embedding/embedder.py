@@ -35,6 +35,7 @@ from localizer.embedding.shipped import (
     load_compact,
     packaged_model_path,
     shipped_model_dir,
+    sha256_file,
     shipped_model_path,
     shipped_static_dir,
     shipped_static_path,
@@ -160,11 +161,18 @@ def local_model_identity(path: Path) -> str:
     Retraining into the same directory must not reuse the old model's cached
     embeddings, so the key covers every file's name, size and mtime (cheap even
     for multi-GB weights). A compact delta (``shipped``) is keyed by the sha256
-    its manifest records, so copies of one delta share a cache.
+    its manifest records and a static model by its files' sha256, so copies share a cache.
     """
     digest = delta_sha256(path) if path.is_dir() else None
     if digest:
         return f"delta:{digest}"
+    if is_static_dir(path):
+        # What a static model computes is its table and its tokenizer; hashing their ~16 MB costs
+        # ~10 ms, and copies of one model (a wheel, a checkout) then share a cache.
+        hashed = hashlib.sha256()
+        for name in ("model.safetensors", "tokenizer.json"):
+            hashed.update(sha256_file(path / name).encode())
+        return f"static:{hashed.hexdigest()[:16]}"
     entries = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
         stat = file.stat()
@@ -209,6 +217,9 @@ class Embedder:
         # The config keeps the runtime actually used, so its cache key and log lines name it.
         self.config = config = replace(config, backend=resolve_backend(config.backend, self.device))
         self.load_target, base_identity = resolve_model(self.config.model)
+        if is_static_dir(self.load_target):
+            raise ModelLoadError(f"{self.config.model or self.load_target!r} is a static model: load it with "
+                                 "open_embedder(config), which serves static and transformer models alike")
         known = KNOWN_PROMPTS.get(self.config.model or "", ("", ""))
         self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else known[0]
         self.document_prompt = self.config.document_prompt if self.config.document_prompt is not None else known[1]

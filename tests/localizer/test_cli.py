@@ -97,7 +97,8 @@ def test_model_path_that_does_not_load(sample_repo, issue_file, index_dir, tmp_p
 
 
 def test_model_with_bm25_is_reported_as_unused(sample_repo, issue_file, index_dir, tmp_path):
-    result = run("--repo", sample_repo, "--issue", issue_file, "--model", tmp_path / "missing-model", "--index-dir", index_dir)
+    result = run("--repo", sample_repo, "--issue", issue_file, "--retriever", "bm25", "--model",
+                 tmp_path / "missing-model", "--index-dir", index_dir)
     assert result.exit_code == 0
     assert "--model is not used by --retriever bm25" in result.stderr
 

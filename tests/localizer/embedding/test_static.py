@@ -153,3 +153,14 @@ def test_static_path_imports_no_torch(tiny_static, tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout, out.stdout
+
+
+def test_threaded_slices_give_the_vectors_of_one_text_at_a_time(tiny_static):
+    """Large calls are tokenized on several threads; the vectors must not depend on the slicing."""
+    path, _ = tiny_static
+    model = StaticModel.load(path)
+    words = ["parse", "date", "render", "html", "cache", "zzz"]
+    texts = [" ".join(words[(i + j) % 6] for j in range(i % 5)) for i in range(300)]
+    together = model.encode(texts)
+    one_by_one = np.concatenate([model.encode([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-6, atol=1e-7)
