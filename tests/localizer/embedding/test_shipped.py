@@ -27,8 +27,7 @@ def test_the_checked_in_delta_is_found_and_keyed_by_its_sha256():
     manifest = json.loads((path / shipped.MANIFEST_FILE).read_text())
     assert shipped.is_compact_dir(path) and manifest["format"] == shipped.FORMAT
     assert local_model_identity(path) == f"delta:{manifest['delta_sha256']}" == f"delta:{shipped.delta_sha256(path)}"
-    # the static embedder is the default where it ships; the MiniLM delta is the quality option
-    assert DEFAULT_MODEL == (shipped.STATIC_MODEL if shipped.shipped_static_path() else shipped.SHIPPED_MODEL)
+    assert DEFAULT_MODEL == shipped.SHIPPED_MODEL
 
 
 def test_a_broken_manifest_is_refused_as_a_model_load_error(tmp_path):
