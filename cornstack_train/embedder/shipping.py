@@ -50,6 +50,20 @@ class ShipReport:
     files: tuple[str, ...]
 
 
+def install_package_data(target: Path, weights: dict[str, Path], records: dict[str, Path]) -> None:
+    """Copy the weights and the run's records into ``target``, replacing it atomically."""
+    def write(tmp: Path) -> None:
+        for name, source in {**weights, **records}.items():
+            shutil.copy2(source, tmp / name)
+        # Package data must be readable by every user of an install: training writes its files 0600
+        # (temp files renamed into place) and the temp directory is 0700.
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
+
+    atomic_replace_dir(target, write)
+
+
 def delta_dir_of(run: str | Path) -> Path:
     """A training run's ``delta/``, or the path itself when it is a delta directory."""
     run = Path(run)
@@ -76,18 +90,7 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
     records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
     target = Path(target) if target is not None else shipped_model_dir()
 
-    def write(tmp: Path) -> None:
-        for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE):
-            shutil.copy2(delta / name, tmp / name)
-        for name, source in records.items():
-            shutil.copy2(source, tmp / name)
-        # Package data must be readable by every user of an install: training writes its files 0600
-        # (temp files renamed into place) and the temp directory is 0700.
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        tmp.chmod(0o755)
-
-    atomic_replace_dir(target, write)
+    install_package_data(target, {name: delta / name for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE)}, records)
     manifest = read_manifest(target)
     return ShipReport(target=target, delta_bytes=size, delta_sha256=manifest.get("delta_sha256", ""),
                       files=tuple(sorted(p.name for p in target.iterdir())))
@@ -123,15 +126,6 @@ def ship_static(run: str | Path, target: str | Path | None = None, max_bytes: in
     records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
     target = Path(target) if target is not None else shipped_static_dir()
 
-    def write(tmp: Path) -> None:
-        for source in (*files, model / CARD_FILE):
-            shutil.copy2(source, tmp / source.name)
-        for name, source in records.items():
-            shutil.copy2(source, tmp / name)
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        tmp.chmod(0o755)
-
-    atomic_replace_dir(target, write)
+    install_package_data(target, {f.name: f for f in (*files, model / CARD_FILE)}, records)
     return ShipReport(target=target, delta_bytes=size, delta_sha256=sha256_file(target / STATIC_WEIGHTS),
                       files=tuple(sorted(p.name for p in target.iterdir())))
