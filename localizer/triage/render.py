@@ -41,10 +41,21 @@ def code_block(excerpt: Excerpt) -> str:
     return f"{fence}{excerpt.language or ''}\n{body}\n{fence}"
 
 
+# Shown for an author whose name is empty. Falling back to the email put addresses into reports
+# without --show-emails (issue #26, case 4).
+UNNAMED = "(unnamed author)"
+
+
+def person_text(name: str | None, email: str | None, show_emails: bool) -> str:
+    """An author as the report shows them: the name, or a neutral label; the email only when asked."""
+    shown = md_text(name.strip()) if name and name.strip() else UNNAMED
+    if show_emails and email:
+        shown += f" ({md_code(email)})"
+    return shown
+
+
 def owner_text(owner: Owner, show_emails: bool) -> str:
-    name = md_text(owner.name or owner.email or "unknown")
-    if show_emails and owner.email:
-        name += f" ({md_code(owner.email)})"
+    name = person_text(owner.name, owner.email, show_emails)
     facts = []
     if owner.lines:
         facts.append(f"{owner.lines} line{'s' if owner.lines != 1 else ''}")
@@ -93,7 +104,7 @@ def _commit_section(commits: list[CommitInfo], show_emails: bool) -> list[str]:
     out = ["### Recent commits touching the suspects", "", "| commit | date | author | summary | suspects |",
            "|---|---|---|---|---|"]
     for c in commits:
-        author = md_text(c.author) + (f" ({md_code(c.email)})" if show_emails and c.email else "")
+        author = person_text(c.author, c.email, show_emails)
         paths = ", ".join(md_code(p) for p in c.paths)
         out.append(f"| {md_code(c.short)} | {c.date} | {author} | {md_text(c.summary)} | {paths} |")
     out.append("")
@@ -112,7 +123,8 @@ def render_markdown(report: TriageReport, show_emails: bool = False) -> str:
     if report.confidence.note:
         out += [f"> **{md_text(report.confidence.note)}**", ""]
     if report.reviewers:
-        out += ["**Suggested reviewers:** " + ", ".join(md_text(o.name) for o in report.reviewers), ""]
+        out += ["**Suggested reviewers:** " + ", ".join(person_text(o.name, o.email, False) for o in report.reviewers),
+                ""]
     if report.functions:
         out += _function_section(report.functions)
     if report.files:

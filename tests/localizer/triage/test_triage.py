@@ -177,6 +177,19 @@ def test_markdown_report_escapes_mentions_and_hides_emails():
     assert "ann@example.org" in with_emails and "bo@example.org" in with_emails
 
 
+def test_an_author_without_a_name_never_shows_their_email_unasked():
+    """An empty author name used to fall back to the email, leaking it without --show-emails (#26, case 4)."""
+    nameless = Owner("", "dee@example.org", 0.5, 2, 1, NOW)
+    report = _report(reviewers=[nameless],
+                     files=[Suspect(1, "file", "src/cart.py", "", 1, 40, 1.0, None, "", (nameless,))],
+                     recent_commits=[CommitInfo("e" * 40, " ", "dee@example.org", NOW, "Tweak", ("src/cart.py",))])
+    text = render_markdown(report)
+    assert "dee@example.org" not in text
+    assert "**Suggested reviewers:** (unnamed author)" in text
+    assert text.count("(unnamed author)") == 3  # reviewer, file owner, commit author
+    assert "dee@example.org" in render_markdown(report, show_emails=True)
+
+
 def test_flat_report_says_so_and_fingerprint_round_trips():
     flat = assess([1.0, 0.99, 0.98], [1.0, 0.995, 0.99])
     report = _report(confidence=flat, fingerprint="abc123")
