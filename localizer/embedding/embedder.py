@@ -71,7 +71,7 @@ class EmbedderConfig:
     document_prompt: str | None = None
     batch_size: int = 64
     max_seq_length: int | None = None
-    trust_remote_code: bool | None = None  # None: only for models known to need it
+    trust_remote_code: bool | None = None  # None: only hub ids known to need it, never a local path
     # "auto": torch-bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), else torch (fp32); "torch-bf16":
     # bf16 autocast, 1.95x less CPU where the CPU has native bf16 and 4x more where it is emulated;
     # "onnx-int8": ~1.2x less CPU time on AVX2, cosine 0.992 to fp32 (onnx_backend.py). Each runtime
@@ -179,6 +179,19 @@ def local_model_identity(path: Path) -> str:
     return f"path:{path.name}@{fingerprint}"
 
 
+def remote_code_trusted(model: str | None, load_target: str, explicit: bool | None) -> bool:
+    """Whether to run a model's own Python (``trust_remote_code``).
+
+    An explicit ``--trust-remote-code`` decides. Otherwise only a model known to need it, and only
+    when it is loaded from the hub by that id: a local directory that happens to be named
+    ``nomic-ai/CodeRankEmbed`` (an untrusted checkout can contain one) is code from wherever it
+    came from, and is never trusted by name (issue #26, case 3).
+    """
+    if explicit is not None:
+        return explicit
+    return (model or "") in TRUST_REMOTE_CODE and load_target == model and not Path(load_target).exists()
+
+
 def _device_for(config: EmbedderConfig) -> str:
     """The ONNX backends run on the CPU only, so for them ``auto`` means the CPU, not the GPU torch sees."""
     if config.backend in ("auto", "torch", "torch-bf16") or (config.device or "auto") != "auto":
@@ -245,9 +258,7 @@ class Embedder:
             self._onnx = OnnxEncoder(self._model, identity, quantize=self.config.backend == "onnx-int8", cache_root=root)
 
     def _load(self):
-        trust = self.config.trust_remote_code
-        if trust is None:
-            trust = (self.config.model or "") in TRUST_REMOTE_CODE
+        trust = remote_code_trusted(self.config.model, self.load_target, self.config.trust_remote_code)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         try:
             from sentence_transformers import SentenceTransformer
