@@ -95,12 +95,20 @@ class History:
 
 
 def parse_log(text: str) -> list[CommitInfo]:
-    """Parse ``git log`` run with :data:`LOG_FORMAT` and ``--name-only``."""
+    """Parse ``git log`` run with :data:`LOG_FORMAT` and ``--name-only``, with or without ``-z``.
+
+    The reader passes ``-z``: without it git C-quotes a path with non-ASCII bytes, quotes or tabs
+    (``"na\\303\\257ve.py"``), and a quoted path never matches the suspect it belongs to, so its
+    history was lost (issue #26, case 8). With ``-z`` the header ends in NUL + newline and every
+    path in NUL.
+    """
     commits = []
     for record in text.split(_RS):
-        if not record.strip():
+        if not record.strip("\0\n "):
             continue
-        header, _, names = record.partition("\n")
+        header, nul, names = record.partition("\0\n")
+        if not nul:
+            header, _, names = record.partition("\n")
         fields = header.split(_US)
         if len(fields) < 5:
             continue
@@ -109,7 +117,7 @@ def parse_log(text: str) -> list[CommitInfo]:
             timestamp = int(stamp)
         except ValueError:
             continue
-        paths = tuple(line for line in names.splitlines() if line.strip())
+        paths = tuple(name for name in (names.split("\0") if nul else names.splitlines()) if name.strip())
         commits.append(CommitInfo(sha, author, email, timestamp, summary, paths))
     return commits
 
@@ -296,7 +304,7 @@ class HistoryReader:
         if not paths:
             return []
         try:
-            out = self._git("log", "--no-merges", "--use-mailmap", f"-n{self.depth}", LOG_FORMAT, "--name-only",
+            out = self._git("log", "--no-merges", "--use-mailmap", f"-n{self.depth}", LOG_FORMAT, "--name-only", "-z",
                             self.rev or "HEAD", "--", *paths)
         except GitError as exc:
             log.warning("git log failed: %s", last_line(exc.stderr))

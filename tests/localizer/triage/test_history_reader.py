@@ -44,3 +44,16 @@ def test_a_bad_revision_logs_one_line_and_reads_no_history(repo: Path, caplog: p
     assert history.recent == [] and history.files["a.py"].note == "no commits touch this file"
     [record] = caplog.records
     assert record.getMessage().startswith("git log failed: fatal:") and "\n" not in record.getMessage()
+
+
+def test_history_of_non_ascii_and_quoted_paths_is_kept(tmp_path: Path) -> None:
+    """git C-quotes such names without -z, and a quoted name never matched its suspect (#26, case 8)."""
+    names = ["naïve.py", 'q"uote.py', "tab\tname.py"]
+    root = make_git_repo(tmp_path / "odd", {name: "def f():\n    return 1\n" for name in names})
+    (root / names[0]).write_text("def f():\n    return 2\n")
+    commit_all(root, "Change the naive one")
+    history = HistoryReader(read_repo_state(root), blame=False).read({name: [] for name in names})
+    assert [c.summary for c in history.files["naïve.py"].commits] == ["Change the naive one", "initial"]
+    for name in names[1:]:
+        assert [c.summary for c in history.files[name].commits] == ["initial"], name
+        assert history.files[name].note is None
