@@ -16,7 +16,7 @@ from localizer.api import Localizer
 from localizer.cli.options import (HOOK_OPTIONS, INDEX_OPTIONS, RERANK_OPTIONS, OptionError, hook_config,
                                    localize_config, options)
 from localizer.config import LEVELS, LocalizeConfig
-from localizer.issue_input import decode_issue, read_issue
+from localizer.issue_input import IssueError, decode_issue, read_issue
 from localizer.pipeline import RankingPipeline, needs_embedder
 from localizer.progress import stderr_progress
 
@@ -57,7 +57,16 @@ def _warn_unused_model(ctx: click.Context, retriever: str) -> None:
 
 def _read_issue_arg(issue: str) -> str:
     if issue == "-":
-        return decode_issue(sys.stdin.buffer.read(), "the issue on stdin")
+        # A closed stdin (``<&-``, some CI runners) is None, or a stream that cannot be read:
+        # one line, not a traceback (issue #26, case 6).
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise IssueError("--issue -: stdin is closed; pass the issue on stdin or as a file")
+        try:
+            data = stream.read()
+        except (OSError, ValueError) as exc:
+            raise IssueError(f"--issue -: cannot read stdin: {exc}") from None
+        return decode_issue(data, "the issue on stdin")
     return read_issue(issue)
 
 

@@ -159,3 +159,17 @@ def test_awkward_files_do_not_break_indexing(tmp_path, index_dir):
 def test_console_script_is_installed_and_prints_version():
     out = subprocess.run([sys.executable, "-m", "localizer.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "localize" in out.stdout
+
+
+def test_closed_stdin_is_a_one_line_error(sample_repo, index_dir):
+    """``--issue -`` with stdin closed used to end in a traceback (issue #26, case 6)."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "localizer.cli", "--repo", str(sample_repo), "--issue", "-",
+                             "--retriever", "bm25", "--index-dir", str(index_dir)],
+                            capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["localize: error: --issue -: stdin is closed; pass the issue on stdin or as a file"], result.stderr
