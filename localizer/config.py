@@ -19,7 +19,6 @@ from localizer.retrieval.retrievers import RETRIEVERS
 
 LEVELS = ("file", "function", "both")
 
-
 # BM25 is the default retriever. Over the 140 SWE-bench-Lite instances of the nine repositories
 # fetched here, in one run (benchmarks/RESULTS.md, "Static embedder"), BM25 scored file@1/3/5
 # 47.9/71.4/74.3 and function@5/10 45.3/51.6; hybrid with the CoRNStack-trained MiniLM

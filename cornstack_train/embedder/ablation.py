@@ -151,13 +151,13 @@ def run_ablation(config: AblationConfig, train_fn: Callable | None = None, eval_
     if config.harness is not None:
         harness_cfg = dataclasses.replace(config.harness, models=model_specs, out=out / "harness")
         harness_metrics = harness_fn(harness_cfg)
-        harness_items = _harness_items(out / "harness" / "diagnostics.jsonl", config.harness.retrievers)
+        harness_items = _harness_items(out / "harness" / "diagnostics.jsonl", _retriever_of(config.harness))
     labels = {variant.name: [label for v, _, label in runs if v is variant] for variant in variants}
+    effective = {v.name: effective_variant(config, v) for v in variants}
     report = {
-        "variants": {v.name: {"description": effective_variant(config, v).description,
-                              "stage": effective_variant(config, v).stage,
-                              "overrides": dict(effective_variant(config, v).overrides), "runs": labels[v.name]}
-                     for v in variants},
+        "variants": {name: {"description": e.description, "stage": e.stage, "overrides": dict(e.overrides),
+                            "runs": labels[name]}
+                     for name, e in effective.items()},
         "seeds": list(config.seed_list),
         "train": json.loads(json.dumps(dataclasses.asdict(config.train), default=str)),
         "eval": {label: {k: v for k, v in result.items() if k != "ranks"}
@@ -178,21 +178,20 @@ def _retriever_of(harness: Any | None) -> str:
     return retrievers[0]
 
 
-def _harness_items(diagnostics: Path, retrievers: Sequence[str]) -> dict[str, dict[str, list[float | None]]] | None:
-    """Per-instance Acc (function@10, file@3) per label, read from the harness's ``diagnostics.jsonl``."""
+def _harness_items(diagnostics: Path, retriever: str) -> dict[str, dict[str, list[float | None]]] | None:
+    """Per-instance Acc (function@10, file@3) per label, read from the harness's ``diagnostics.jsonl``
+    (the harness visits the instances in the same order for every system, so lists pair up by index)."""
     from cornstack_train.embedder.bootstrap import hits_from_gold_ranks
 
     if not diagnostics.is_file():
         return None
-    retriever = tuple(retrievers or ("dense",))[0]
     rows: dict[str, dict[str, list[float | None]]] = {}
     for line in diagnostics.read_text().splitlines():
         record = json.loads(line)
         system, _, label = str(record.get("system", "")).partition("@")
         if system != retriever or not label:
             continue
-        item = rows.setdefault(label, {"functions@10": [], "files@3": [], "ids": []})
-        item["ids"].append(record.get("instance_id"))
+        item = rows.setdefault(label, {"functions@10": [], "files@3": []})
         item["functions@10"].append(hits_from_gold_ranks(record.get("gold_ranks", {}), "functions", 10))
         item["files@3"].append(hits_from_gold_ranks(record.get("gold_ranks", {}), "files", 3))
     return rows

@@ -197,16 +197,14 @@ def load_any_model(target: str, device: str = "cpu", max_seq_length: int | None 
     from localizer.embedding.embedder import BASE_MODEL, resolve_model
 
     target = resolve_trained(target)
-    resolved = resolve_model(target)[0] if target not in BASE_ALIASES else target
-    if is_static_dir(resolved):
-        # A static model has no token limit to set: its tokenizer's truncation is part of the model.
-        return to_sentence_transformer(resolved, device=device)
-    if target in BASE_ALIASES:
-        model = SentenceTransformer(resolve_model(BASE_MODEL)[0], device=device)
-    elif is_compact_dir(target):
+    if is_compact_dir(target):
         model = load_compact(target, device=device)
     else:
-        model = SentenceTransformer(resolve_model(target)[0], device=device)
+        resolved = resolve_model(BASE_MODEL if target in BASE_ALIASES else target)[0]
+        if is_static_dir(resolved):
+            # A static model has no token limit to set: its tokenizer's truncation is part of the model.
+            return to_sentence_transformer(resolved, device=device)
+        model = SentenceTransformer(resolved, device=device)
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

@@ -50,8 +50,10 @@ class ShipReport:
     files: tuple[str, ...]
 
 
-def install_package_data(target: Path, weights: dict[str, Path], records: dict[str, Path]) -> None:
-    """Copy the weights and the run's records into ``target``, replacing it atomically."""
+def install_package_data(target: Path, weights: dict[str, Path], run: Path) -> None:
+    """Copy the weights and the run's records (:data:`RUN_RECORDS`) into ``target``, replacing it atomically."""
+    records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
+
     def write(tmp: Path) -> None:
         for name, source in {**weights, **records}.items():
             shutil.copy2(source, tmp / name)
@@ -87,10 +89,9 @@ def ship(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX
     if not (delta / CARD_FILE).is_file():
         raise CompactError(f"{delta} has no model card ({CARD_FILE}); ship the delta `train` wrote, which has one")
     load_compact(delta)  # refuses another base model or a corrupt delta before anything is replaced
-    records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
     target = Path(target) if target is not None else shipped_model_dir()
 
-    install_package_data(target, {name: delta / name for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE)}, records)
+    install_package_data(target, {name: delta / name for name in (DELTA_FILE, MANIFEST_FILE, CARD_FILE)}, run)
     manifest = read_manifest(target)
     return ShipReport(target=target, delta_bytes=size, delta_sha256=manifest.get("delta_sha256", ""),
                       files=tuple(sorted(p.name for p in target.iterdir())))
@@ -109,9 +110,10 @@ def static_dir_of(run: str | Path) -> Path:
 def ship_static(run: str | Path, target: str | Path | None = None, max_bytes: int = MAX_SHIPPED_BYTES) -> ShipReport:
     """Check a static run's model and install it (with its card and records) at ``target``, atomically.
 
-    ``target`` defaults to the package's ``models/static`` (:func:`shipped_static_dir`), which makes
-    it the default embedder of ``hybrid``. The model must fit the budget, load in the runtime's
-    numpy loader, and carry the model card ``train`` wrote.
+    ``target`` defaults to the package's ``models/static`` (:func:`shipped_static_dir`), where
+    ``--model localizer-static`` finds it (never a default: benchmarks/RESULTS.md, "Static
+    embedder"). The model must fit the budget, load in the runtime's numpy loader, and carry the
+    model card ``train`` wrote.
     """
     run = Path(run)
     model = static_dir_of(run)
@@ -123,9 +125,8 @@ def ship_static(run: str | Path, target: str | Path | None = None, max_bytes: in
     if not (model / CARD_FILE).is_file():
         raise CompactError(f"{model} has no model card ({CARD_FILE}); ship the static/ directory `train` wrote")
     StaticModel.load(model)  # refuses a corrupt table before anything is replaced
-    records = {name: run / source for source, name in RUN_RECORDS.items() if (run / source).is_file()}
     target = Path(target) if target is not None else shipped_static_dir()
 
-    install_package_data(target, {f.name: f for f in (*files, model / CARD_FILE)}, records)
+    install_package_data(target, {f.name: f for f in (*files, model / CARD_FILE)}, run)
     return ShipReport(target=target, delta_bytes=size, delta_sha256=sha256_file(target / STATIC_WEIGHTS),
                       files=tuple(sorted(p.name for p in target.iterdir())))

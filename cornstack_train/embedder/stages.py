@@ -228,8 +228,8 @@ def harness_command(models, data, repos_dir, out, retrievers, ids_file, limit, i
 @click.option("--max-mb", type=click.FloatRange(min=0.1), default=25.0, show_default=True,
               help="Refuse a model larger than this (the package's budget for weights).")
 @click.option("--static", "static", is_flag=True,
-              help="Ship a static run's static/ model as localizer-static (default DIR: the package's models/static), "
-                   "the default embedder of hybrid.")
+              help="Ship a static run's static/ model as --model localizer-static (default DIR: the package's "
+                   "models/static).")
 def ship_command(run, into, max_mb, static) -> None:
     """Install a `train` run's compact delta as the embedder `localize --model localizer-cornstack` loads.
 

@@ -158,8 +158,6 @@ def export_static(model: Any, out_dir: str | Path, extra_config: dict[str, Any] 
     return Path(out_dir)
 
 
-
-
 # --------------------------------------------------------------------------- the `distill` stage
 
 

@@ -94,6 +94,11 @@ def default_model() -> str:
     return SHIPPED_MODEL if shipped_model_path() is not None else BASE_MODEL
 
 
+def check_backend(backend: str) -> None:
+    if backend not in BACKEND_CHOICES:
+        raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+
+
 def resolve_backend(backend: str | None, device: str = "cpu") -> str:
     """The runtime ``auto`` means here: bf16 autocast where the CPU runs bf16 natively (1.95x less
     CPU time at cosine 0.99999 to fp32, benchmarks/RESULTS.md), fp32 torch everywhere else (an
@@ -207,8 +212,7 @@ def open_embedder(config: EmbedderConfig | None = None):
     the training data stages) goes through here, so a static model works wherever a model does.
     """
     config = config or EmbedderConfig()
-    if config.backend not in BACKEND_CHOICES:
-        raise ModelLoadError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    check_backend(config.backend)
     target, identity = resolve_model(config.model)
     if is_static_dir(target):
         from localizer.embedding.static import StaticEmbedder
@@ -222,8 +226,7 @@ class Embedder:
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         config = config or EmbedderConfig()
-        if config.backend not in ("auto", *BACKENDS):
-            raise ModelLoadError(f"unknown backend {config.backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        check_backend(config.backend)
         self.device = _device_for(config)
         # The config keeps the runtime actually used, so its cache key and log lines name it.
         self.config = config = replace(config, backend=resolve_backend(config.backend, self.device))

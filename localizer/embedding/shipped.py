@@ -32,6 +32,8 @@ from typing import Any
 
 from indexer.errors import ModelLoadError
 
+from localizer.embedding.static import is_static_dir
+
 DELTA_FILE = "delta.safetensors"
 MANIFEST_FILE = "delta.json"
 CARD_FILE = "README.md"
@@ -75,8 +77,6 @@ def shipped_static_dir() -> Path:
 
 def shipped_static_path() -> Path | None:
     """The shipped static embedder, when this build has one (``cornstack-train ship --static``)."""
-    from localizer.embedding.static import is_static_dir
-
     path = shipped_static_dir()
     return path if is_static_dir(path) else None
 

@@ -145,12 +145,11 @@ class StaticModel:
         that processes forked later do not warn, and which would change a caller's setting.
         """
         texts = list(texts)
-        step = max(1, batch_size)
-        slices = [texts[i:i + step] for i in range(0, len(texts), step)]
         workers = min(os.cpu_count() or 1, 4)
+        width = max(1, batch_size)
         if len(texts) >= 2 * MIN_THREAD_SLICE and workers > 1:
-            width = max(MIN_THREAD_SLICE, -(-len(texts) // workers))
-            slices = [texts[i:i + min(width, step)] for i in range(0, len(texts), min(width, step))]
+            width = min(width, max(MIN_THREAD_SLICE, -(-len(texts) // workers)))
+        slices = [texts[i:i + width] for i in range(0, len(texts), width)]
         if len(slices) > 1 and workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
