@@ -19,3 +19,19 @@ class IssueError(LocalizerError):
 
 class StoreError(LocalizerError):
     """The on-disk index store cannot be used (and could not be rebuilt)."""
+
+
+class StoreAccessError(StoreError):
+    """The index store is unusable for a reason outside it (disk full, I/O error, permissions, locks).
+
+    Nothing says the data is bad, so it is left where it is: moving a healthy
+    shared cache aside would make every repository re-parse for nothing.
+    """
+
+
+class FileVanishedError(RepositoryError):
+    """A listed file was deleted or renamed before it could be read; indexing skips it."""
+
+
+class EmbeddingError(LocalizerError):
+    """An embedder produced vectors that cannot be searched (NaN or infinite values)."""

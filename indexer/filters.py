@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from indexer.chunking.encoding import UTF16_ENCODINGS, bom_encoding, decode_source
+
 DEFAULT_MAX_FILE_SIZE = 1_000_000
 
 TEST_DIRS = frozenset({"test", "tests", "testing"})
@@ -85,15 +87,20 @@ class FileFilter:
 
 
 def content_skip_reason(data: bytes) -> str | None:
-    """Binary, generated or minified, judged from the bytes alone."""
-    if b"\0" in data[:8192]:
+    """Binary, generated or minified, judged from the bytes alone.
+
+    UTF-16 with a byte-order mark is text, though every ASCII character in it
+    sits beside a NUL byte; its line lengths are counted in characters.
+    """
+    utf16 = bom_encoding(data) in UTF16_ENCODINGS
+    if not utf16 and b"\0" in data[:8192]:
         return "binary"
-    head = data[:2048].decode("utf-8", errors="replace").lower()
+    head = decode_source(data[:2048]).lower()
     first_lines = "\n".join(head.splitlines()[:5])
     if any(marker in first_lines for marker in GENERATED_MARKERS):
         return "generated"
     if len(data) > 4096:
         line_count = data.count(b"\n") + 1
-        if len(data) / line_count > 300:
+        if len(data) / (2 if utf16 else 1) / line_count > 300:
             return "minified"
     return None

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
@@ -18,9 +18,11 @@ from platformdirs import user_cache_dir
 from indexer.storage.atomic import atomic_write_json
 from indexer.chunking.chunk import Chunk
 from indexer.chunking.chunker import CHUNKER_VERSION, chunk_source
-from indexer.errors import StoreError
+from indexer.chunking.encoding import decode_source
+from indexer.errors import EmbeddingError, FileVanishedError, StoreAccessError, StoreError
 from indexer.filters import DEFAULT_MAX_FILE_SIZE, FileFilter
-from indexer.source import RepoSource, SourceFile, open_source
+from indexer.source import RepoSource, SourceFile, git_blob_sha, open_source
+from indexer.storage.private import PRIVATE_FILE_MODE, make_private_dir
 from indexer.storage.store import ChunkStore, MemoryStore, ParsedBlob, SQLiteStore, embedding_key, SCHEMA_VERSION
 from indexer.chunking.tokenize import code_terms
 
@@ -113,9 +115,10 @@ def parse_blob(file: SourceFile, data: bytes, config: IndexConfig) -> ParsedBlob
     reason = config.file_filter.skip_reason_for_content(data)
     if reason is not None:
         return ParsedBlob(status=reason, chunks=[])
-    chunks = chunk_source(file.path, data, file.language, max_chars=config.max_chunk_chars)
+    text = decode_source(data)  # once, so chunk rows and BM25 line terms agree
+    chunks = chunk_source(file.path, text, file.language, max_chars=config.max_chunk_chars)
     # Tokenize each line once: file, class and method spans overlap.
-    line_terms = [code_terms(line) for line in data.decode("utf-8", errors="replace").split("\n")]
+    line_terms = [code_terms(line) for line in text.split("\n")]
     records = []
     for chunk in chunks:
         record = chunk.to_dict()
@@ -127,6 +130,59 @@ def parse_blob(file: SourceFile, data: bytes, config: IndexConfig) -> ParsedBlob
 
 def _path_terms(path: str) -> list[str]:
     return code_terms(path.replace("/", " ").replace(".", " "))
+
+
+def _read_as_listed(source: RepoSource, file: SourceFile) -> tuple[SourceFile, bytes]:
+    """The bytes of ``file`` and the listing entry that really describes them.
+
+    A save, checkout or stash can land between listing and reading. Cached
+    under the listed SHA, the bytes read would then be served for that blob
+    for good, even after the work tree is clean again; keyed by the SHA of
+    what was read, the cache stays true whatever happened in between.
+    """
+    data = source.read(file)
+    blob_sha = git_blob_sha(data)
+    if blob_sha != file.blob_sha:
+        log.info("%s changed while it was indexed: indexing what was read", file.path)
+        file = replace(file, blob_sha=blob_sha, size=len(data))
+    return file, data
+
+
+def _parse_missing(
+    source: RepoSource,
+    store: ChunkStore,
+    config: IndexConfig,
+    files: list[SourceFile],
+    keys: list[str],
+    missing: list[int],
+    cached: dict[str, ParsedBlob],
+    progress: Progress | None,
+) -> set[int]:
+    """Parse and store the files at positions ``missing``; the positions of files that vanished.
+
+    ``files`` and ``keys`` are updated in place to describe the bytes actually
+    read, and ``cached`` gains every parse, so the caller assembles chunks from them.
+    """
+    vanished: set[int] = set()
+    fresh: list[tuple[str, ParsedBlob]] = []
+    for done, i in enumerate(missing, 1):
+        try:
+            file, data = _read_as_listed(source, files[i])
+        except FileVanishedError as exc:
+            log.warning("%s: skipped", exc)
+            vanished.add(i)
+            continue
+        files[i], keys[i] = file, _parse_key(file, config)
+        if keys[i] not in cached:
+            cached[keys[i]] = parse_blob(file, data, config)
+            fresh.append((keys[i], cached[keys[i]]))
+        if len(fresh) >= 200:
+            store.put_parsed(fresh)
+            fresh = []
+        if progress:
+            progress("parsing", done, len(missing))
+    store.put_parsed(fresh)
+    return vanished
 
 
 def collect_chunks(
@@ -142,23 +198,17 @@ def collect_chunks(
     stats.seconds_listing = time.perf_counter() - started
 
     started = time.perf_counter()
-    missing = [(f, k) for f, k in zip(files, keys) if k not in cached]
+    missing = [i for i, key in enumerate(keys) if key not in cached]
     stats.parsed_files = len(missing)
-    fresh: list[tuple[str, ParsedBlob]] = []
-    for done, (file, key) in enumerate(missing, 1):
-        parsed = parse_blob(file, source.read(file), config)
-        cached[key] = parsed
-        fresh.append((key, parsed))
-        if len(fresh) >= 200:
-            store.put_parsed(fresh)
-            fresh = []
-        if progress:
-            progress("parsing", done, len(missing))
-    store.put_parsed(fresh)
+    vanished = _parse_missing(source, store, config, files, keys, missing, cached, progress)
+    if vanished:
+        stats.skipped["vanished"] = len(vanished)
 
     chunks: list[Chunk] = []
     terms: list[list[str]] = []
-    for file, key in zip(files, keys):
+    for i, (file, key) in enumerate(zip(files, keys)):
+        if i in vanished:
+            continue
         parsed = cached[key]
         if parsed.status != "ok":
             stats.skipped[parsed.status] = stats.skipped.get(parsed.status, 0) + 1
@@ -206,6 +256,7 @@ def embed_chunks(
     for start in range(0, len(todo), step):
         batch = todo[start : start + step]
         vectors = np.asarray(encoder.encode_documents([text_of[k] for k in batch]), dtype=np.float32)
+        _check_finite(vectors, encoder)
         store.put_embeddings(batch, vectors)
         found.update(zip(batch, vectors))
         if progress:
@@ -220,6 +271,15 @@ def embed_chunks(
     return matrix
 
 
+def _check_finite(vectors: np.ndarray, encoder: DocumentEncoder) -> None:
+    """Never cache or search a vector with NaN or inf: FAISS then returns no hits, silently."""
+    finite = np.isfinite(vectors).reshape(len(vectors), -1).all(axis=1)
+    if not finite.all():
+        raise EmbeddingError(
+            f"embedder {encoder.identity} produced non-finite vectors for {int((~finite).sum())} of {len(vectors)} chunks"
+        )
+
+
 def repo_state_dir(index_dir: Path, root: Path) -> Path:
     """Per-repository state (lock, last build record) lives beside the shared cache."""
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
@@ -228,12 +288,14 @@ def repo_state_dir(index_dir: Path, root: Path) -> Path:
 
 @contextmanager
 def _repo_lock(state_dir: Path, timeout: float) -> Iterator[None]:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(state_dir / "index.lock"))
+    lock = FileLock(str(state_dir / "index.lock"), mode=PRIVATE_FILE_MODE)
     try:
+        make_private_dir(state_dir)
         lock.acquire(timeout=timeout)
     except Timeout as exc:
         raise StoreError(f"another localizer process has held the index lock {lock.lock_file} for {timeout:.0f}s") from exc
+    except OSError as exc:
+        raise StoreAccessError(f"cannot lock the index state in {state_dir}: {exc}") from exc
     try:
         yield
     finally:
@@ -250,12 +312,23 @@ def _check_previous_build(state_dir: Path, record: dict) -> None:
     except (OSError, ValueError):
         log.warning("index state %s is unreadable: rebuilding", path)
         return
+    if not isinstance(previous, dict):
+        log.warning("index state %s is not a JSON object: rebuilding", path)
+        return
     for key in ("schema_version", "chunker_version", "model", "embedding_dim"):
         if previous.get(key) is not None and record.get(key) is not None and previous.get(key) != record.get(key):
             log.warning(
                 "index for %s was built with %s=%s, now %s: rebuilding what differs",
                 record["repo"], key, previous.get(key), record.get(key),
             )
+
+
+def _write_state(state_dir: Path, record: dict) -> None:
+    """Record the build; a full disk or read-only index dir is a one-line error, not a traceback."""
+    try:
+        atomic_write_json(state_dir / "state.json", record)
+    except OSError as exc:
+        raise StoreAccessError(f"cannot write the index state in {state_dir}: {exc}") from exc
 
 
 def build_index(
@@ -295,7 +368,7 @@ def build_index(
                 record.update(
                     rev=rev, commit=index.commit, built_at=time.time(), stats=asdict(index.stats)
                 )
-                atomic_write_json(state_dir / "state.json", record)
+                _write_state(state_dir, record)
                 return index
         finally:
             store.close()

@@ -9,16 +9,19 @@ matter where it came from.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from indexer.errors import RepositoryError
+from indexer.errors import FileVanishedError, RepositoryError
 from indexer.filters import FileFilter
 from indexer.git.blobs import GitBlobReader
 from indexer.git.runner import GitError, run_git
 from indexer.chunking.languages import language_for_path
+
+log = logging.getLogger(__name__)
 
 _SKIPPED_DIRS_WHEN_WALKING = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"})
 
@@ -63,6 +66,21 @@ def find_git_root(path: Path) -> tuple[Path, bool] | None:
     if top.returncode != 0:  # inside the .git directory itself
         return None
     return Path(top.stdout.strip()), False
+
+
+def _read_work_file(root: Path, path: str) -> bytes:
+    """The bytes of a file on disk, with one-line errors instead of tracebacks.
+
+    Indexing runs while people save, check out and rename (the background hook
+    starts on exactly those events), so a listed file may be gone when it is
+    read: that is a :class:`FileVanishedError`, which indexing skips.
+    """
+    try:
+        return (root / path).read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise FileVanishedError(f"{path} was deleted or renamed while it was indexed") from None
+    except OSError as exc:
+        raise RepositoryError(f"cannot read {root / path}: {exc.strerror or exc}") from None
 
 
 def _keep(path: str, size: int | None, file_filter: FileFilter) -> str | None:
@@ -156,12 +174,16 @@ class GitWorktreeSource:
                 continue
             blob_sha = sha.decode()
             if path in changed:
-                blob_sha = git_blob_sha(full.read_bytes())
+                try:
+                    blob_sha = git_blob_sha(_read_work_file(self.root, path))
+                except FileVanishedError as exc:
+                    log.warning("%s: skipped", exc)
+                    continue
             files.append(SourceFile(path, blob_sha, stat.st_size, language))
         return files
 
     def read(self, file: SourceFile) -> bytes:
-        return (self.root / file.path).read_bytes()
+        return _read_work_file(self.root, file.path)
 
     def close(self) -> None:
         pass
@@ -187,14 +209,23 @@ class DirectorySource:
             if full.is_symlink() or not full.is_file():
                 continue
             path = full.relative_to(self.root).as_posix()
-            size = full.stat().st_size
+            try:
+                size = full.stat().st_size
+            except FileNotFoundError:  # gone since the walk saw it
+                continue
             language = _keep(path, size, self._filter)
-            if language:
-                files.append(SourceFile(path, git_blob_sha(full.read_bytes()), size, language))
+            if not language:
+                continue
+            try:
+                blob_sha = git_blob_sha(_read_work_file(self.root, path))
+            except FileVanishedError as exc:
+                log.warning("%s: skipped", exc)
+                continue
+            files.append(SourceFile(path, blob_sha, size, language))
         return files
 
     def read(self, file: SourceFile) -> bytes:
-        return (self.root / file.path).read_bytes()
+        return _read_work_file(self.root, file.path)
 
     def close(self) -> None:
         pass

@@ -31,7 +31,7 @@ import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable
 
 from indexer.storage.atomic import atomic_replace_dir, atomic_write_json
 
@@ -93,6 +93,9 @@ class RegistryConfig:
     debian_url: str = "http://deb.debian.org/debian"
     debian_suite: str = "bookworm"  # where debian-binary packages are looked up
     max_archive_bytes: int = 200 * 2**20
+    # what one archive may unpack to, in all and per file: a few KB of zip can expand to terabytes
+    max_unpacked_bytes: int = 2 * 2**30
+    max_member_bytes: int = 256 * 2**20
     timeout_s: float = 60.0
     overwrite: bool = False
 
@@ -324,16 +327,42 @@ def _strip_top(paths: list[PurePosixPath]) -> int:
     return 1 if len(tops) == 1 and all(len(p.parts) > 1 for p in paths) else 0
 
 
-def extract_archive(data: bytes, filename: str, dest: Path) -> int:
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How much one archive may unpack to, in all and per file (a zip bomb is refused, not unpacked)."""
+
+    total_bytes: int = RegistryConfig.max_unpacked_bytes
+    member_bytes: int = RegistryConfig.max_member_bytes
+
+
+class _Declared:
+    """The sizes an archive's headers declare, checked member by member: a tar bomb is refused at
+    its first oversized header, before its data is decompressed to find the next one."""
+
+    def __init__(self, filename: str, limits: UnpackLimits) -> None:
+        self.filename, self.limits, self.total = filename, limits, 0
+
+    def add(self, size: int) -> None:
+        self.total += size
+        if size > self.limits.member_bytes or self.total > self.limits.total_bytes:
+            raise _too_large(self.filename, self.limits)
+
+
+Member = tuple[PurePosixPath, Callable[[], IO[bytes]]]
+
+
+def extract_archive(data: bytes, filename: str, dest: Path, limits: UnpackLimits = UnpackLimits()) -> int:
     """Unpack regular files only (no links, devices or paths outside ``dest``); returns the file count.
 
     Links are skipped rather than followed: mining wants source files, and a
-    link is the usual way an archive writes outside its directory.
+    link is the usual way an archive writes outside its directory. An archive
+    that unpacks to more than ``limits`` allow is refused (RegistryError).
     """
     if filename.endswith(".deb"):
         inner_name, inner = deb_data_member(data, filename)
-        return extract_archive(inner, inner_name, dest)
-    members: list[tuple[PurePosixPath, Callable[[], bytes]]] = []
+        return extract_archive(inner, inner_name, dest, limits)
+    members: list[Member] = []
+    declared = _Declared(filename, limits)
     if filename.endswith(".zip"):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
@@ -341,19 +370,21 @@ def extract_archive(data: bytes, filename: str, dest: Path) -> int:
                 mode = (info.external_attr >> 16) & 0o170000
                 if path is None or info.is_dir() or mode not in (0, 0o100000):
                     continue
-                members.append((path, lambda info=info, zf=zf: zf.read(info)))
-            return _write_members(members, dest)
+                declared.add(info.file_size)
+                members.append((path, lambda info=info, zf=zf: zf.open(info)))
+            return _write_members(members, dest, filename, limits)
     try:
         tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
     except tarfile.TarError as exc:
         raise RegistryError(f"{filename} is not a readable archive: {exc}") from None
     with tf:
-        for info in tf.getmembers():
+        for info in tf:
             path = _safe_relative(info.name)
             if path is None or not info.isreg():
                 continue
-            members.append((path, lambda info=info, tf=tf: tf.extractfile(info).read()))
-        return _write_members(members, dest)
+            declared.add(info.size)
+            members.append((path, lambda info=info, tf=tf: tf.extractfile(info)))
+        return _write_members(members, dest, filename, limits)
 
 
 def deb_data_member(data: bytes, filename: str) -> tuple[str, bytes]:
@@ -377,16 +408,32 @@ def deb_data_member(data: bytes, filename: str) -> tuple[str, bytes]:
     raise RegistryError(f"{filename} has no data.tar member")
 
 
-def _write_members(members: list[tuple[PurePosixPath, Callable[[], bytes]]], dest: Path) -> int:
+def _write_members(members: list[Member], dest: Path, filename: str, limits: UnpackLimits) -> int:
+    """Write the members, streamed (nothing is held in memory whole), counting the bytes that really
+    come out against ``limits``: headers can lie."""
     strip = _strip_top([p for p, _ in members]) if members else 0
-    count = 0
-    for path, read in members:
-        relative = PurePosixPath(*path.parts[strip:])
-        target = dest.joinpath(*relative.parts)
+    budget = limits.total_bytes
+    for path, open_member in members:
+        target = dest.joinpath(*path.parts[strip:])
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(read())
-        count += 1
-    return count
+        with open_member() as source, open(target, "wb") as sink:
+            budget -= _copy_capped(source, sink, min(limits.member_bytes, budget), filename, limits)
+    return len(members)
+
+
+def _copy_capped(source: IO[bytes], sink: IO[bytes], cap: int, filename: str, limits: UnpackLimits) -> int:
+    written = 0
+    while chunk := source.read(1 << 20):
+        written += len(chunk)
+        if written > cap:
+            raise _too_large(filename, limits)
+        sink.write(chunk)
+    return written
+
+
+def _too_large(filename: str, limits: UnpackLimits) -> RegistryError:
+    return RegistryError(f"{filename} unpacks to more than {limits.total_bytes} bytes, or has a file over "
+                         f"{limits.member_bytes} bytes: skipped (a decompression bomb?)")
 
 
 # ------------------------------------------------------------------ network edge
@@ -506,13 +553,19 @@ def download_packages(specs: list[PackageSpec], out: str | Path, config: Registr
             sha256 = verify_archive(data, archive, spec.sha256)
             counter: dict[str, int] = {}
 
+            limits = UnpackLimits(config.max_unpacked_bytes, config.max_member_bytes)
+
             def unpack(tmp: Path, data: bytes = data, archive: Archive = archive) -> None:
-                counter["files"] = extract_archive(data, archive.filename, tmp)
+                counter["files"] = extract_archive(data, archive.filename, tmp, limits)
 
             atomic_replace_dir(target, unpack)
         except RegistryError as exc:
             report.failed[spec.directory] = str(exc)
             log.warning("%s", exc)
+            continue
+        except OSError as exc:  # this package's files cannot be written (a name too long, a full disk): the next may
+            report.failed[spec.directory] = f"cannot unpack into {target}: {exc}"
+            log.warning("%s: cannot unpack into %s: %s", spec.directory, target, exc)
             continue
         report.downloaded.append(spec.directory)
         report.archive_bytes += len(data)

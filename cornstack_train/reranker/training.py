@@ -29,6 +29,7 @@ from indexer.storage.atomic import atomic_replace_dir, atomic_write_text
 from localizer.rerank.prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
 from localizer.rerank.reranker import RerankConfig
 
+from cornstack_train.errors import TrainingError
 from cornstack_train.reranker.data import IGNORE_INDEX, LOSSES, answer_for, encode_example, instance_rng, shuffle_window
 
 log = logging.getLogger("cornstack_train.reranker.training")
@@ -215,16 +216,37 @@ def save_checkpoint(out: Path, model, optimizer, step: int, consumed: int, histo
 
 
 def load_checkpoint(path: Path, model, optimizer) -> dict:
-    """Restore adapter weights and optimizer state; returns step, consumed and history."""
-    import torch
+    """Restore adapter weights and optimizer state; returns step, consumed and history.
+
+    Both are read before either is applied, so a checkpoint that is refused changes nothing.
+    """
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     weights = path / "adapter_model.safetensors"
-    set_peft_model_state_dict(model, load_file(str(weights)) if weights.exists()
-                              else torch.load(path / "adapter_model.bin", map_location="cpu"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)["optimizer"])
+    adapter = load_file(str(weights)) if weights.exists() else load_tensors(path / "adapter_model.bin")
+    optimizer_state = load_tensors(path / "optimizer.pt")["optimizer"]
+    set_peft_model_state_dict(model, adapter)
+    optimizer.load_state_dict(optimizer_state)
     return json.loads((path / "state.json").read_text())
+
+
+def load_tensors(path: Path) -> dict:
+    """A ``torch.save`` file of tensors and plain containers, and nothing else.
+
+    ``weights_only=True`` refuses any other pickled object: a checkpoint directory is a file
+    anyone may hand over (a shared run, a download), and a full unpickle runs its code.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"{path} holds more than tensors, so it is not a checkpoint this trainer wrote; "
+                            f"refusing to load it ({first})") from None
 
 
 # --------------------------------------------------------------------------- the loop

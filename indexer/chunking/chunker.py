@@ -19,9 +19,10 @@ from typing import Callable, Iterable, Iterator, Optional
 from tree_sitter import Node
 
 from indexer.chunking.chunk import Chunk
+from indexer.chunking.encoding import decode_source
 from indexer.chunking.languages import LANGUAGES, get_parser
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: BOMs and non-UTF-8 bytes decoded (indexer.chunking.encoding)
 
 __all__ = ["CHUNKER_VERSION", "chunk_source"]
 
@@ -607,8 +608,7 @@ def _decode(source: bytes | str) -> tuple[str, bytes]:
         except UnicodeEncodeError:  # lone surrogates
             data = source.encode("utf-8", errors="replace")
             return data.decode("utf-8"), data
-    data = bytes(source)
-    text = data.decode("utf-8", errors="replace")
+    text = decode_source(bytes(source))
     # Re-encode so byte offsets and rows in the tree match the decoded text.
     return text, text.encode("utf-8")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -41,6 +42,25 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as one line naming the file: ``/x/y: Permission denied``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
+
+
+class _Edge(click.Group):
+    """The CLI edge for the file system: an unwritable path or a full disk anywhere below is a
+    one-line error, not a traceback. A closed pipe (``localize ... | head``) is left to click."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            _fail(_os_error_line(exc))
+
+
 def _fail_on(exc: LocalizerError) -> None:
     """The one-line error of a library error; conflicting options exit 2, like click's usage errors."""
     _fail(str(exc), code=2 if isinstance(exc, OptionError) else 1)
@@ -70,7 +90,7 @@ def _read_issue_arg(issue: str) -> str:
     return read_issue(issue)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Edge, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--issue", metavar="FILE|-", default=None, help="Issue text: a file, or - for stdin.")
 @click.option("--level", type=click.Choice(LEVELS), default="both", show_default=True, help="Rank files, functions, or both.")
 @click.option("--top-k", type=click.IntRange(min=1), default=10, show_default=True, help="How many of each to show.")
@@ -346,7 +366,7 @@ def triage_command(issue, title, body, issues_dir, out_dir, force, output, outpu
 
             with stderr_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
                 triager = Triager(repo, config, progress=progress)
-                if issue_files(issues_dir, out_dir or issues_dir / REPORTS_DIRNAME):
+                if issue_files(issues_dir, out_dir or issues_dir / REPORTS_DIRNAME, warn=False):
                     triager.localizer.index()
             result = triage_directory(repo, issues_dir, config, out_dir=out_dir, output_format=output_format,
                                       show_emails=show_emails, force=force, triager=triager)
@@ -374,7 +394,10 @@ def triage_command(issue, title, body, issues_dir, out_dir, force, output, outpu
     if output is not None:
         from indexer.storage.atomic import atomic_write_bytes
 
-        atomic_write_bytes(output, text.encode("utf-8"))
+        try:
+            atomic_write_bytes(output, text.encode("utf-8"))
+        except OSError as exc:
+            _fail(f"cannot write the report to {output}: {_os_error_line(exc)}")
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

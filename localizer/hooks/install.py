@@ -21,13 +21,14 @@ background refreshes build exactly the index that queries will read.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ from indexer.git.runner import GitError, last_line, run_git
 from indexer.index import repo_state_dir
 
 from localizer.triage.gitinfo import GIT_HOOK_ENV, clean_git_env, read_repo_state
-from localizer.hooks.refresh import HOOK_STATE_FILE, HookConfig, read_hook_state, read_json, resolve_root
+from localizer.hooks.refresh import HOOK_STATE_FILE, HookConfig, read_hook_state, read_json, read_request, resolve_root
+
+log = logging.getLogger(__name__)
 
 HOOK_NAMES = ("post-commit", "post-merge", "post-checkout", "post-rewrite")
 BEGIN = b"# >>> localizer hook >>>"
@@ -240,17 +243,20 @@ def _default_interpreter() -> str:
 
 def install_hooks(repo: str | os.PathLike[str], config: HookConfig, interpreter: str | None = None,
                   hooks: tuple[str, ...] = HOOK_NAMES) -> HookResult:
-    """Add the managed block to each hook; a second install with the same settings is a no-op."""
+    """Add the managed block to each hook; a second install with the same settings is a no-op.
+
+    All or nothing: every hook is planned (and every path checked) before anything is written,
+    and a write that still fails rolls back the hooks already changed.
+    """
     root = _work_tree_root(repo)
     python = interpreter or _default_interpreter()
-    if not config.index_dir:
-        config = HookConfig(**{**config.to_dict(), "index_dir": str(config.resolved_index_dir())})
+    config = install_config(config)
     directory = hooks_dir_for(root)
+    steps = [_plan_one(directory / hook, hook, config, python) for hook in hooks]
     directory.mkdir(parents=True, exist_ok=True)
     config.resolved_index_dir().mkdir(parents=True, exist_ok=True)
-    result = HookResult(directory, [])
-    for hook in hooks:
-        result.changes.append(_install_one(directory / hook, hook, config, python))
+    _apply(steps)
+    result = HookResult(directory, [step.change for step in steps])
     setting = hooks_path_setting(root)
     if setting and setting[0] in ("global", "system"):
         result.notes.append(f"core.hooksPath is set in the {setting[0]} git config ({setting[1]}): "
@@ -261,45 +267,121 @@ def install_hooks(repo: str | os.PathLike[str], config: HookConfig, interpreter:
     return result
 
 
-def _install_one(path: Path, hook: str, config: HookConfig, python: str) -> HookChange:
+def install_config(config: HookConfig) -> HookConfig:
+    """The config as the hooks run it: from ``/``, so a relative index dir or model path must be absolute now."""
+    index_dir = Path(config.index_dir).expanduser() if config.index_dir else config.resolved_index_dir()
+    return replace(config, index_dir=str(index_dir if index_dir.is_absolute() else index_dir.resolve()),
+                   model=absolute_model(config.model))
+
+
+def absolute_model(model: str) -> str:
+    """A model given as a local path, made absolute; a hub id or a packaged alias is left as it is."""
+    path = Path(model).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if model.startswith(".") or (path.exists() and _loads_as_path(model)):
+        return str(path.resolve())
+    return model
+
+
+def _loads_as_path(model: str) -> bool:
+    """Whether ``--model`` would load this directory: packaged aliases win over a directory of the same name."""
+    from localizer.embedding.embedder import resolve_model
+
+    try:
+        loaded, _ = resolve_model(model)
+    except LocalizerError:
+        return False
+    return loaded == str(Path(model).resolve())
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One hook's planned change: computed before anything is written, so a bad hook stops the whole install."""
+
+    change: HookChange
+    data: bytes | None = None  # the new hook; None when it stays as it is
+    mode: int = 0o755  # an edited hook keeps its mode
+    previous: bytes | None = None  # what an edited hook held, for the rollback
+    move_to: Path | None = None  # wrapped: where the hook that was there goes
+
+
+def _plan_one(path: Path, hook: str, config: HookConfig, python: str) -> _Step:
     orig = path.with_name(path.name + ORIG_SUFFIX)
     if not os.path.lexists(path):
-        _write_hook(path, CREATED_HEADER + render_block(hook, config, python, "created"), 0o755)
-        return HookChange(hook, path, "created")
+        return _Step(HookChange(hook, path, "created"), CREATED_HEADER + render_block(hook, config, python, "created"))
     if path.is_dir() and not path.is_symlink():
         raise HookError(f"{path} is a directory, not a hook")
     if path.is_symlink() or not path.is_file():
-        return _wrap(path, orig, hook, config, python, "it is a symlink" if path.is_symlink() else "it is not a regular file")
+        return _plan_wrap(path, orig, hook, config, python,
+                          "it is a symlink" if path.is_symlink() else "it is not a regular file")
     data = path.read_bytes()
     try:
         existing = find_block(data)
     except HookError as exc:
         raise HookError(f"{path}: {exc}; fix or remove the block by hand") from None
+    mode = stat.S_IMODE(path.stat().st_mode)
     if existing is not None:
         block = render_block(hook, config, python, existing.mode)
         if data[existing.start : existing.end] == block:
-            return HookChange(hook, path, "unchanged", existing.mode)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        _write_hook(path, data[: existing.start] + block + data[existing.end :], mode)
-        return HookChange(hook, path, "updated", existing.mode)
-    mode = stat.S_IMODE(path.stat().st_mode)
+            return _Step(HookChange(hook, path, "unchanged", existing.mode))
+        return _Step(HookChange(hook, path, "updated", existing.mode), data[: existing.start] + block + data[existing.end :],
+                     mode, data)
     if mode & 0o100 and can_insert(data):
-        _write_hook(path, insert_block(data, render_block(hook, config, python, "inserted")), mode)
-        return HookChange(hook, path, "inserted")
+        return _Step(HookChange(hook, path, "inserted"), insert_block(data, render_block(hook, config, python, "inserted")),
+                     mode, data)
     reason = "it is not executable" if not mode & 0o100 else "it is not a sh script"
-    return _wrap(path, orig, hook, config, python, reason)
+    return _plan_wrap(path, orig, hook, config, python, reason)
 
 
-def _wrap(path: Path, orig: Path, hook: str, config: HookConfig, python: str, reason: str) -> HookChange:
+def _plan_wrap(path: Path, orig: Path, hook: str, config: HookConfig, python: str, reason: str) -> _Step:
     if os.path.lexists(orig):
         raise HookError(f"{orig} already exists (left from an earlier install?): move it back to {path.name} or remove it")
-    os.rename(path, orig)
+    return _Step(HookChange(hook, path, "wrapped", f"{reason}: moved to {orig.name} and chained"),
+                 CREATED_HEADER + render_block(hook, config, python, "wrapped"), move_to=orig)
+
+
+def _apply(steps: list[_Step]) -> None:
+    """Write the planned hooks; when one fails, the ones already written are put back as they were."""
+    done: list[_Step] = []
     try:
-        _write_hook(path, CREATED_HEADER + render_block(hook, config, python, "wrapped"), 0o755)
+        for step in steps:
+            _apply_one(step)
+            done.append(step)
     except BaseException:
-        os.rename(orig, path)
+        for step in reversed(done):
+            try:
+                _undo(step)
+            except OSError as exc:
+                log.warning("could not roll back %s: %s", step.change.path, exc)
         raise
-    return HookChange(hook, path, "wrapped", f"{reason}: moved to {orig.name} and chained")
+
+
+def _apply_one(step: _Step) -> None:
+    if step.data is None:
+        return
+    path = step.change.path
+    if step.move_to is None:
+        _write_hook(path, step.data, step.mode)
+        return
+    os.rename(path, step.move_to)
+    try:
+        _write_hook(path, step.data, step.mode)
+    except BaseException:
+        os.rename(step.move_to, path)
+        raise
+
+
+def _undo(step: _Step) -> None:
+    path = step.change.path
+    if step.data is None:
+        return
+    if step.move_to is not None:
+        os.replace(step.move_to, path)
+    elif step.previous is not None:
+        _write_hook(path, step.previous, step.mode)
+    else:
+        path.unlink()
 
 
 def uninstall_hooks(repo: str | os.PathLike[str], hooks: tuple[str, ...] = HOOK_NAMES) -> HookResult:
@@ -422,7 +504,7 @@ def hook_status(repo: str | os.PathLike[str], index_dir: Path | None = None) -> 
         base = config or HookConfig()
     state_dir = repo_state_dir(base.resolved_index_dir(), root)
     hook_state = read_hook_state(state_dir)
-    request = read_json(state_dir / "hook-request.json")
+    request = read_request(state_dir)
     last_ticket = ((hook_state or {}).get("last_run") or {}).get("ticket")
     pending = request if request and request.get("seq") != last_ticket else None
     return HookStatus(
@@ -448,10 +530,14 @@ def _ago(seconds: float) -> str:
     return f"{seconds} s ago"
 
 
-def _when(stamp: float | None, now: float) -> str:
-    if not stamp:
+def _when(stamp: Any, now: float) -> str:
+    """A time read from a state file; anything but a number (``state.json`` is not ours to validate) is "?"."""
+    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or not stamp:
         return "?"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({_ago(now - stamp)})"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) + f" ({_ago(now - stamp)})"
+    except (OverflowError, OSError, ValueError):  # inf, nan, or past what the platform's clock holds
+        return "?"
 
 
 def render_status(status: HookStatus, now: float | None = None) -> str:

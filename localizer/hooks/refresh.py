@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import traceback
@@ -142,15 +143,15 @@ class RequestQueue:
         self.path = state_dir / REQUEST_FILE
 
     def latest(self) -> int:
-        try:
-            return int(json.loads(self.path.read_text()).get("seq", 0))
-        except (OSError, ValueError, AttributeError):
-            return 0
+        """The newest ticket; 0 when there is none, or when the file holds no valid one (checked often: no warning)."""
+        request = read_request(self.state_dir, warn=False)
+        return request["seq"] if request else 0
 
     def request(self, hook: str) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.state_dir / REQUEST_LOCK), timeout=30):
-            ticket = self.latest() + 1
+            current = read_request(self.state_dir)  # warns about a damaged file, which this write replaces
+            ticket = (current["seq"] if current else 0) + 1
             atomic_write_json(self.path, {"seq": ticket, "hook": hook, "pid": os.getpid(), "requested_at": time.time()})
         return ticket
 
@@ -227,16 +228,104 @@ class LazyEncoder:
 # --------------------------------------------------------------------------- state file
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path, warn: bool = False) -> dict[str, Any] | None:
+    """A JSON object from a state file, or None when it is missing, unreadable or not an object.
+
+    With ``warn``, a file that is there but unusable says so: the hooks rewrite it, so ignoring it is safe.
+    """
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except (OSError, ValueError) as exc:
+        if warn:
+            log.warning("ignoring %s: %s; the next refresh rewrites it", path, exc)
+        return None
+    if not isinstance(data, dict):
+        if warn:
+            log.warning("ignoring %s: not a JSON object; the next refresh rewrites it", path)
+        return None
+    return data
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float: JSON also reads Infinity, NaN and integers too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+# What `hook status` and the refresh read from a run record, and what each field must be (or null).
+_RECORD_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "hook": _is_text, "status": _is_text, "error": _is_text, "note": _is_text, "commit": _is_text,
+    "branch": _is_text, "ticket": _is_count, "files": _is_count, "chunks": _is_count, "stats": _is_object,
+    "triage": _is_object, "started_at": _is_number, "finished_at": _is_number, "duration_s": _is_number,
+}
+_REQUEST_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "seq": _is_count, "hook": _is_text, "pid": _is_count, "requested_at": _is_number,
+}
+
+
+def _well_typed(value: Any, fields: dict[str, Callable[[Any], bool]]) -> bool:
+    return isinstance(value, dict) and all(value.get(k) is None or check(value[k]) for k, check in fields.items())
+
+
+def _valid_encoder(value: Any) -> bool:
+    return isinstance(value, dict) and _is_text(value.get("identity")) and _is_count(value.get("dim")) and value["dim"] > 0
+
+
+def read_request(state_dir: Path, warn: bool = True) -> dict[str, Any] | None:
+    """``hook-request.json``, or None when it is missing or damaged (``{"seq": null}``, a text timestamp)."""
+    path = state_dir / REQUEST_FILE
+    request = read_json(path, warn)
+    if request is None:
+        return None
+    if not _well_typed(request, _REQUEST_FIELDS) or request.get("seq") is None:
+        if warn:
+            log.warning("ignoring %s: its fields have the wrong types; the next refresh rewrites it", path)
+        return None
+    return request
 
 
 def read_hook_state(state_dir: Path) -> dict[str, Any] | None:
-    return read_json(state_dir / HOOK_STATE_FILE)
+    """``hook-state.json`` with every part of the wrong type dropped, and a warning.
+
+    The file is only a record of past refreshes, so the safe repair is to forget the bad part:
+    the next refresh writes a whole one. Trusting it would crash ``hook status`` or, for a bad
+    remembered encoder, fail every refresh from then on.
+    """
+    path = state_dir / HOOK_STATE_FILE
+    state = read_json(path, warn=True)
+    if state is None:
+        return None
+    dropped = [key for key in ("last_run", "last_success") if key in state and not _well_typed(state[key], _RECORD_FIELDS)]
+    encoders = state.get("encoders")
+    if encoders is not None and not isinstance(encoders, dict):
+        dropped.append("encoders")
+    elif encoders:
+        bad = [key for key, value in encoders.items() if not _valid_encoder(value)]
+        dropped += [f"encoders[{key!r}]" for key in bad]
+        state["encoders"] = {key: value for key, value in encoders.items() if key not in bad}
+    for key in dropped:
+        state.pop(key, None)
+    if dropped:
+        log.warning("ignoring %s in %s: wrong types; the next refresh rewrites them", ", ".join(dropped), path)
+    return state
 
 
 def _write_hook_state(state_dir: Path, record: dict[str, Any], encoders: dict[str, Any] | None = None) -> None:

@@ -25,6 +25,7 @@ _GENERIC_FRAME = re.compile(r"([\w./-]+\.(?:js|ts|tsx|go|rb|php|mjs|cjs)):(\d+)(
 _ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Warning|Exit|Interrupt|Fault))\b(:.*)?$", re.M)
 _IDENTIFIER = re.compile(r"\b(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*\b|\b[A-Za-z_]\w*\b")
 _MAX_DENSE_CHARS = 4000
+_MAX_LINE_DIGITS = 9
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,22 @@ def _looks_like_code_symbol(word: str) -> bool:
     return bool(re.search(r"[a-z][A-Z]|[A-Z][a-z]+[A-Z]", word))
 
 
+def _line_number(digits: str) -> int | None:
+    """A frame's line number; None for a digit run no file has (``int()`` refuses over 4300 digits)."""
+    return int(digits) if len(digits) <= _MAX_LINE_DIGITS else None
+
+
 def extract_frames(text: str) -> list[TracebackFrame]:
-    frames = [TracebackFrame(p, int(n), f) for p, n, f in _PY_FRAME.findall(text)]
+    found: list[tuple[str, str, str]] = _PY_FRAME.findall(text)
     for qualified, method, filename, line in _JAVA_FRAME.findall(text):
         package_path = "/".join(qualified.split(".")[:-1])
-        path = f"{package_path}/{filename}" if package_path else filename
-        frames.append(TracebackFrame(path, int(line), method))
-    for path, line, function in _GENERIC_FRAME.findall(text):
-        frames.append(TracebackFrame(path, int(line), function))
+        found.append((f"{package_path}/{filename}" if package_path else filename, line, method))
+    found += _GENERIC_FRAME.findall(text)
+    frames = []
+    for path, digits, function in found:
+        line = _line_number(digits)
+        if line is not None:
+            frames.append(TracebackFrame(path, line, function))
     return frames
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,14 +47,42 @@ class BatchResult:
                 "errors": {str(p): m for p, m in self.failed}, "out_dir": str(self.out_dir), "line": self.line()}
 
 
-def issue_files(issues_dir: Path, out_dir: Path) -> list[Path]:
-    """Issue files directly in ``issues_dir`` (not hidden, not the reports)."""
+class ReportError(LocalizerError):
+    """The reports cannot be written (an unwritable or impossible ``--out-dir``)."""
+
+
+def issue_files(issues_dir: Path, out_dir: Path, warn: bool = True) -> list[Path]:
+    """Issue files directly in ``issues_dir`` (not hidden, not the reports).
+
+    A symlink that leads out of the directory is skipped, with a warning: a checkout can
+    plant ``issues/x.md -> ~/.ssh/id_rsa``, and its report would quote the file.
+    """
     if not issues_dir.is_dir():
         raise IssueError(f"issues directory does not exist: {issues_dir}")
-    out = out_dir.resolve()
-    return sorted(p for p in issues_dir.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in ISSUE_SUFFIXES
-                  and p.resolve().parent != out)
+    out, root = out_dir.resolve(), issues_dir.resolve()
+    files = []
+    for path in sorted(issues_dir.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in ISSUE_SUFFIXES:
+            continue
+        target = path.resolve()
+        if target.parent == out:
+            continue
+        if path.is_symlink() and not target.is_relative_to(root):
+            if warn:
+                log.warning("skipped %s: a symlink to %s, outside %s", path, target, issues_dir)
+            continue
+        files.append(path)
+    return files
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create the reports dir and check it takes a file, before any issue is triaged."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise ReportError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from None
 
 
 def report_names(files: list[Path], suffix: str) -> dict[Path, str]:
@@ -101,13 +130,13 @@ def triage_directory(
     result = BatchResult(out_dir)
     if not files:
         return result
+    prepare_out_dir(out_dir)
     triager = triager or Triager(repo, config)
     code = index_digest(triager)
     state = triager.repo_state()
     head = state.head if state else None
     suffix = "json" if output_format == "json" else "md"
     names = report_names(files, suffix)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
         if before_each:
             before_each()
@@ -133,6 +162,9 @@ def triage_directory(
             continue
         report.fingerprint = mark
         rendered = render_json(report, show_emails) if output_format == "json" else render_markdown(report, show_emails)
-        atomic_write_bytes(target, rendered.encode("utf-8"))
+        try:
+            atomic_write_bytes(target, rendered.encode("utf-8"))
+        except OSError as exc:
+            raise ReportError(f"cannot write {target}: {exc.strerror or exc}") from None
         result.written.append(target)
     return result

@@ -474,3 +474,39 @@ def test_fused_rows_come_from_stored_orders_without_model_calls(tmp_path):
     stored = [json.loads(line) for line in (out / "ranks" / "to-top+rrf.jsonl").read_text().splitlines()]
     expected = {1: [1, 0, 3, 2], 0: [0, 3, 1, 2]}
     assert [r["order"] for r in stored] == [expected[w.positive_index] for w in windows]
+
+
+def _touch(path: str) -> None:
+    Path(path).write_text("code ran")
+
+
+class _Payload:
+    """What a planted optimizer.pt can hold: an object whose unpickling calls a function."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (_touch, (self.marker,))
+
+
+def test_resume_refuses_a_checkpoint_that_holds_more_than_tensors(tmp_path):
+    """Resuming used torch.load(weights_only=False) on optimizer.pt, which runs whatever it pickles (#26, case 9)."""
+    import torch
+
+    from cornstack_train.errors import TrainingError
+    from cornstack_train.reranker.training import TrainConfig, latest_checkpoint, train_reranker
+    from localizer.rerank.models import LoadedModel
+
+    tok = tiny_tokenizer()
+    config = TrainConfig(loss="first-token", max_steps=2, **{**TINY, "save_steps": 2})
+    with one_thread():
+        train_reranker(records(), tmp_path / "run", config,
+                       loaded=LoadedModel(tiny_model(tok), tok, "tiny", 4096, "cpu", torch.float32))
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    marker = tmp_path / "pwned"
+    torch.save({"optimizer": _Payload(marker)}, checkpoint / "optimizer.pt")
+    with one_thread(), pytest.raises(TrainingError, match="not a checkpoint this trainer wrote"):
+        train_reranker(records(), tmp_path / "run", replace(config, max_steps=4),
+                       loaded=LoadedModel(tiny_model(tok), tok, "tiny", 4096, "cpu", torch.float32))
+    assert not marker.exists()

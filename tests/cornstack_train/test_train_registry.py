@@ -353,3 +353,46 @@ def test_a_deb_without_its_data_member_is_an_error(tmp_path):
     deb = ar_archive({"debian-binary": b"2.0\n", "data.tar.gz": tar_gz({"./usr/share/gocode/src/m/m.go": GO_SOURCE})})
     assert extract_archive(deb, "golang-m-dev_1_all.deb", tmp_path / "out") == 1
     assert (tmp_path / "out/share/gocode/src/m/m.go").read_bytes() == GO_SOURCE
+
+
+# --------------------------------------------------------------------------- hardening (issue #26, case 9)
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_written(tmp_path):
+    from cornstack_train.data.registry import UnpackLimits
+
+    limits = UnpackLimits(total_bytes=2 * 2**20, member_bytes=2**20)
+    bomb = _zip({"pkg-1/zeros.py": b"\0" * (4 * 2**20)})
+    assert len(bomb) < 10_000
+    with pytest.raises(RegistryError, match="decompression bomb"):
+        extract_archive(bomb, "pkg-1.zip", tmp_path / "zip", limits)
+    many = tar_gz({f"pkg-1/m{i}.py": b"x" * (2**19) for i in range(5)})  # each file fits, together they do not
+    with pytest.raises(RegistryError, match="unpacks to more than"):
+        extract_archive(many, "pkg-1.tar.gz", tmp_path / "tar", limits)
+    assert not any(p.is_file() and p.stat().st_size > 2**20 for p in tmp_path.rglob("*"))
+    assert extract_archive(tar_gz({"pkg-1/a.py": b"a" * 2**19}), "pkg-1.tar.gz", tmp_path / "ok", limits) == 1
+
+
+def test_an_over_cap_or_unwritable_package_is_skipped_and_the_run_goes_on(tmp_path, registry):
+    """An archive over the cap, or one whose files cannot be written (a name too long for the file
+    system), used to abort the whole download; now each is recorded and the others are unpacked."""
+    fake, _ = registry
+    config = RegistryConfig(max_unpacked_bytes=2**20)
+    fake.add_pypi(config, "bomb", "1.0", tar_gz({"bomb-1.0/zeros.py": b"\0" * (2 * 2**20)}))
+    fake.add_pypi(config, "longname", "1.0", tar_gz({"longname-1.0/" + "a" * 300 + ".py": PY_SOURCE}))
+    specs = parse_package_list([{"registry": "pypi", "name": "bomb", "version": "1.0", "language": "python"},
+                                {"registry": "pypi", "name": "longname", "version": "1.0", "language": "python"},
+                                SPECS[0]])
+    report = download_packages(specs, tmp_path / "src", config, fetch=fake)
+    assert report.downloaded == ["pypi__durations"]
+    assert "decompression bomb" in report.failed["pypi__bomb"]
+    assert "cannot unpack" in report.failed["pypi__longname"]
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["manifest.json", "pypi__durations", "stats.json"]

@@ -913,11 +913,32 @@ def test_deeply_nested_expression_does_not_recurse() -> None:
 
 
 def test_non_utf8_bytes() -> None:
+    # Bytes that are not UTF-8 are read as Windows-1252, not replaced (#26 case 9).
     data = b"# caf\xe9 latin-1 comment\ndef f():\n    return '\xff\xfe'\n"
     chunks = chunk_source("l.py", data, "python")
     assert spans(chunks) == [("file", "", 1, 3), ("function", "f", 2, 3)]
-    assert "caf\ufffd" in chunks[0].text
-    assert "return '\ufffd\ufffd'" in chunks[1].text
+    assert "café" in chunks[0].text
+    assert "return 'ÿþ'" in chunks[1].text
+
+
+def test_latin1_identifiers_are_not_mangled() -> None:
+    data = "class Café:\n    def año(self):\n        return 'é'\n".encode("latin-1")
+    assert spans(chunk_source("l.py", data, "python"))[1:] == [("class", "Café", 1, 3), ("method", "Café.año", 2, 3)]
+
+
+def test_one_stray_byte_leaves_the_utf8_around_it_intact() -> None:
+    data = "def naïve():\n    return '".encode() + b"\xff" + "€'\n".encode()
+    chunks = chunk_source("s.py", data, "python")
+    assert by_name(chunks, "naïve").text == "def naïve():\n    return 'ÿ€'"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be"])
+def test_byte_order_marks_pick_the_codec(encoding: str) -> None:
+    bom = {"utf-16-le": "\ufeff", "utf-16-be": "\ufeff"}.get(encoding, "")
+    data = (bom + "# ünï\ndef naïve():\n    return 1\n").encode(encoding)
+    chunks = chunk_source("b.py", data, "python")
+    assert spans(chunks) == [("file", "", 1, 3), ("function", "naïve", 2, 3)]
+    assert chunks[0].text == "# path: b.py\n# ünï\ndef naïve():\n    return 1\n"
 
 
 def test_non_ascii_identifiers_and_columns() -> None:

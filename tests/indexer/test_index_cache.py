@@ -1,9 +1,15 @@
 import json
 import multiprocessing
+import shutil
 import sqlite3
+import stat
 
+import numpy as np
+import pytest
 
+from indexer.errors import EmbeddingError
 from indexer.index import IndexConfig, build_index, repo_state_dir
+from indexer.source import DirectorySource, GitWorktreeSource
 from indexer.storage.store import SQLiteStore
 
 from tests.conftest import HashingEncoder, commit_all, write_files
@@ -118,3 +124,132 @@ def test_concurrent_indexing_does_not_corrupt_the_store(sample_repo, index_dir, 
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     index = _build(sample_repo, index_dir, HashingEncoder())
     assert index.stats.parsed_files == 0 and index.stats.embedded_chunks == 0
+
+
+def _plain_copy(repo, tmp_path):
+    """The sample repository as a directory that is not a git repository."""
+    return shutil.copytree(repo, tmp_path / "plain", ignore=shutil.ignore_patterns(".git"))
+
+
+@pytest.mark.parametrize("source_class", [GitWorktreeSource, DirectorySource])
+def test_a_save_between_listing_and_reading_never_poisons_the_cache(
+    source_class, sample_repo, tmp_path, index_dir, monkeypatch
+):
+    """#26 case 1: content read after a concurrent save was cached under the listed (clean) SHA."""
+    repo = sample_repo if source_class is GitWorktreeSource else _plain_copy(sample_repo, tmp_path)
+    cart = repo / "shop/cart.py"
+    clean = cart.read_bytes()
+    read = source_class.read
+
+    def read_after_a_save(self, file):
+        if file.path == "shop/cart.py":
+            cart.write_bytes(clean + b"\n\ndef phantom_function():\n    return 1\n")
+        return read(self, file)
+
+    monkeypatch.setattr(source_class, "read", read_after_a_save)
+    _build(repo, index_dir, HashingEncoder())
+    monkeypatch.undo()
+    cart.write_bytes(clean)  # the work tree is clean again
+    index = _build(repo, index_dir, HashingEncoder())
+    names = {c.name for c in index.chunks if c.path == "shop/cart.py"}
+    assert "phantom_function" not in names and "Cart.remove_item" in names
+
+
+@pytest.mark.parametrize("source_class", [GitWorktreeSource, DirectorySource])
+def test_a_file_deleted_between_listing_and_reading_is_skipped(
+    source_class, sample_repo, tmp_path, index_dir, monkeypatch, caplog
+):
+    """#26 case 6: a file renamed or deleted while indexing ran was a FileNotFoundError traceback."""
+    repo = sample_repo if source_class is GitWorktreeSource else _plain_copy(sample_repo, tmp_path)
+    read = source_class.read
+
+    def read_after_a_rename(self, file):
+        if file.path == "shop/cart.py":
+            (repo / "shop/cart.py").rename(repo / "shop/basket.py")
+        return read(self, file)
+
+    monkeypatch.setattr(source_class, "read", read_after_a_rename)
+    with caplog.at_level("WARNING"):
+        index = _build(repo, index_dir, HashingEncoder())
+    assert "shop/cart.py was deleted or renamed while it was indexed: skipped" in caplog.text
+    assert index.stats.skipped["vanished"] == 1
+    paths = {c.path for c in index.chunks}
+    assert "shop/cart.py" not in paths and "shop/pricing.py" in paths
+
+
+@pytest.mark.parametrize("payload", ["[1, 2]", "null", '"built"', "3"])
+def test_state_that_is_not_an_object_is_rebuilt_with_a_warning(payload, sample_repo, index_dir, hashing_encoder, caplog):
+    """#26 case 6: valid JSON that is not an object raised AttributeError from ``previous.get``."""
+    first = _build(sample_repo, index_dir, hashing_encoder)
+    state = repo_state_dir(index_dir, first.root) / "state.json"
+    state.write_text(payload)
+    with caplog.at_level("WARNING"):
+        index = _build(sample_repo, index_dir, HashingEncoder())
+    assert "is not a JSON object: rebuilding" in caplog.text
+    assert [c.key for c in index.chunks] == [c.key for c in first.chunks]
+    assert json.loads(state.read_text())["repo"] == str(first.root)
+
+
+def test_non_finite_vectors_in_the_store_are_embedded_again(sample_repo, index_dir, hashing_encoder, caplog):
+    """#26 case 5: NaN rows were served from the store, and FAISS then returned no hit at all."""
+    first = _build(sample_repo, index_dir, hashing_encoder)
+    one_nan = np.ones(64, dtype=np.float32)
+    one_nan[7] = np.nan
+    bad = [np.full(64, np.nan, np.float32), np.full(64, np.inf, np.float32), one_nan]
+    with sqlite3.connect(index_dir / SQLiteStore.FILENAME) as conn:
+        keys = [row[0] for row in conn.execute("SELECT key FROM embeddings ORDER BY key LIMIT 3")]
+        conn.executemany("UPDATE embeddings SET vec = ? WHERE key = ?", [(v.tobytes(), k) for v, k in zip(bad, keys)])
+    with caplog.at_level("WARNING"):
+        index = _build(sample_repo, index_dir, HashingEncoder())
+    assert "holds 3 non-finite embeddings: embedding them again" in caplog.text
+    assert index.stats.embedded_chunks == 3
+    assert np.isfinite(index.embeddings).all() and (index.embeddings == first.embeddings).all()
+    assert _build(sample_repo, index_dir, HashingEncoder()).stats.embedded_chunks == 0
+
+
+class _NaNEncoder(HashingEncoder):
+    def encode_documents(self, texts):
+        vectors = super().encode_documents(texts)
+        vectors[0, 0] = np.nan
+        return vectors
+
+
+def test_an_embedder_that_returns_nan_is_a_one_line_error_and_caches_nothing(sample_repo, index_dir):
+    with pytest.raises(EmbeddingError, match="produced non-finite vectors for 1 of"):
+        _build(sample_repo, index_dir, _NaNEncoder())
+    with sqlite3.connect(index_dir / SQLiteStore.FILENAME) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+
+
+def _mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_cache_is_private_to_its_owner(sample_repo, tmp_path, hashing_encoder):
+    """#26 case 9: the cache holds the code of every indexed repository but was created 0755/0644."""
+    index_dir = tmp_path / "cache" / "localizer"
+    index = _build(sample_repo, index_dir, hashing_encoder)
+    state_dir = repo_state_dir(index_dir, index.root)
+    for directory in (tmp_path / "cache", index_dir, index_dir / "repos", state_dir):
+        assert _mode(directory) == 0o700, directory
+    files = [state_dir / "state.json", state_dir / "index.lock", *index_dir.glob(SQLiteStore.FILENAME + "*")]
+    assert len(files) >= 3
+    for file in files:
+        assert _mode(file) == 0o600, file
+
+
+def test_utf16_and_latin1_sources_are_indexed_as_text(sample_repo, index_dir, hashing_encoder):
+    """#26 case 9: UTF-16 was skipped as binary and Latin-1 identifiers became ``caf\ufffd``."""
+    write_files(
+        sample_repo,
+        {
+            "shop/wide.py": "\ufeffdef wide_função():\n    return 1\n".encode("utf-16-le"),
+            "shop/legacy.py": "def legacy_café():\n    return 2\n".encode("latin-1"),
+        },
+    )
+    commit_all(sample_repo, "other encodings")
+    index = _build(sample_repo, index_dir, hashing_encoder)
+    names = {c.path: c.name for c in index.chunks if c.kind == "function"}
+    assert names["shop/wide.py"] == "wide_função" and names["shop/legacy.py"] == "legacy_café"
+    assert "binary" not in index.stats.skipped
+    assert any("def legacy_café():" in c.text for c in index.chunks if c.kind == "file")

@@ -275,19 +275,27 @@ def test_commit_refreshes_the_index_in_the_background(repo, tmp_path):
 
 
 def test_hooks_never_block_git_even_when_the_refresh_must_wait(repo, tmp_path):
+    """Checked by the order of events, not by a wall-clock bound (which flaked on a busy machine): the
+    commit returns while another refresh holds the lock, its refresh is then waiting, and it starts
+    only after the lock is released. A hook that waited for the lock would never let the commit return."""
     index_dir = tmp_path / "idx"
     install_hooks(repo, _config(index_dir))
     state_dir = _state_dir(repo, index_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(state_dir / "hook-refresh.lock"))
+    committed: list[str] = []
     with lock:  # a refresh "in progress": the new one has to wait for it
         (repo / "app/core.py").write_text("def handle(request):\n    return 1\n")
-        started = time.monotonic()
-        commit = commit_all(repo, "while another refresh runs")
-        assert time.monotonic() - started < 3.0
-        time.sleep(1.0)
+        committing = threading.Thread(target=lambda: committed.append(commit_all(repo, "while another refresh runs")))
+        committing.start()
+        committing.join(120)  # generous: only a hook that waits for the lock would never return
+        assert not committing.is_alive() and committed, "git commit waited for the refresh lock"
+        commit = committed[0]
+        _wait_for(lambda: RequestQueue(state_dir).latest() >= 1, what="the hook's refresh request")
         assert _refreshed_at(repo, index_dir, commit)() is None
-    _wait_for(_refreshed_at(repo, index_dir, commit), what="the refresh once the lock is free")
+        released_at = time.time()
+    record = _wait_for(_refreshed_at(repo, index_dir, commit), what="the refresh once the lock is free")
+    assert record["started_at"] >= released_at
 
 
 def test_hooks_work_with_core_hooks_path(repo, tmp_path):

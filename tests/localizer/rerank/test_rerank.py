@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from localizer.rerank.fusion import apply_fusion, fuse_with_first_stage
 from localizer.rerank.parse import complete_order, mentioned_ids, parse_permutation
@@ -123,24 +125,17 @@ def _check_permutation(response: str, n: int) -> None:
     assert sorted(order) == list(range(n)), (response, n, order)
 
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover - the seeded loop below covers the same property
-    given = None
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.sampled_from(list("[]>0123456789 ,abc\n①²") + ["[1]", "[10]", " > ", "</think>"]), max_size=40),
+       st.integers(min_value=0, max_value=25))
+def test_parse_fuzz_always_returns_a_permutation(pieces, n):
+    _check_permutation("".join(pieces), n)
 
-if given is not None:
 
-    @settings(max_examples=120, deadline=None)
-    @given(st.lists(st.sampled_from(list("[]>0123456789 ,abc\n①²") + ["[1]", "[10]", " > ", "</think>"]), max_size=40),
-           st.integers(min_value=0, max_value=25))
-    def test_parse_fuzz_always_returns_a_permutation(pieces, n):
-        _check_permutation("".join(pieces), n)
-
-    @settings(max_examples=80, deadline=None)
-    @given(st.text(max_size=60), st.integers(min_value=0, max_value=25))
-    def test_parse_fuzz_arbitrary_text(response, n):
-        _check_permutation(response, n)
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=60), st.integers(min_value=0, max_value=25))
+def test_parse_fuzz_arbitrary_text(response, n):
+    _check_permutation(response, n)
 
 
 def test_parse_seeded_fuzz_always_returns_a_permutation():
