@@ -15,6 +15,8 @@ be run, resumed and inspected one at a time:
     cornstack-train teacher-rank data/negatives --out data/rerank
     cornstack-train train-reranker data/rerank --out models/reranker
     cornstack-train eval-reranker data/negatives --out eval/rerank --adapter trained=models/reranker/adapter
+    cornstack-train ranker-data --repos-dir train-repos --out data/ranker   # the learned ranker's rows
+    cornstack-train ranker-fit data/ranker --out models/ranker [--install]
 
 Every failure a user can act on is an ``indexer.errors.LocalizerError``; the group prints it as
 one ``cornstack-train: error:`` line and exits 1 (``cornstack_train.errors``).
@@ -33,6 +35,7 @@ from cornstack_train.embedder.stages import eval_command, harness_command, ship_
 from cornstack_train.embedder.stages_ablation import ablate_command
 from cornstack_train.embedder.stages_static import distill_command
 from cornstack_train.errors import StageGroup
+from cornstack_train.ranker.stages import ranker_data_command, ranker_fit_command
 from cornstack_train.reranker.stages import eval_reranker_command, teacher_rank_command, train_reranker_command
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -53,7 +56,8 @@ def main(verbose: int) -> None:
 
 for _command in (download_command, mine_command, filter_command, negatives_command, distill_command, train_command, eval_command,
                  harness_command, ship_command, ablate_command,
-                 teacher_rank_command, train_reranker_command, eval_reranker_command):
+                 teacher_rank_command, train_reranker_command, eval_reranker_command, ranker_data_command,
+                 ranker_fit_command):
     main.add_command(_command)
 
 

@@ -12,7 +12,7 @@ benchmark harness measures; this module indexes once and turns rankings into hit
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from indexer.errors import RepositoryError
 from indexer.index import Progress, RepoIndex
 
 from localizer.config import DEFAULT_RETRIEVER, LEVELS, LocalizeConfig
+from localizer.history.signals import SimilarCommit
 from localizer.issue_input import decode_issue, read_issue, validate_issue_text
 from localizer.pipeline import Ranking, RankingPipeline
 
@@ -35,6 +36,7 @@ __all__ = ["DEFAULT_RETRIEVER", "LEVELS", "FileHit", "FunctionHit", "Localizatio
 class FileHit:
     path: str
     score: float
+    evidence: tuple[SimilarCommit, ...] = ()  # similar past commits that changed this file
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,14 @@ class FunctionHit:
     start_line: int
     end_line: int
     score: float
+    evidence: tuple[SimilarCommit, ...] = ()  # similar past commits that changed this function
+
+
+def _with_evidence(item: dict[str, Any], evidence: tuple[SimilarCommit, ...]) -> dict[str, Any]:
+    """The optional ``evidence`` field: present only when a similar past commit supports the item."""
+    if evidence:
+        item["evidence"] = [commit.to_json_dict() for commit in evidence]
+    return item
 
 
 @dataclass
@@ -55,34 +65,43 @@ class LocalizationResult:
     repo: str
     commit: str | None
     seconds: float
+    notes: list[str] = field(default_factory=list)  # e.g. why the run had no history
 
     def to_json_dict(self, level: str = "both") -> dict[str, Any]:
-        """The documented JSON contract: ``files`` and ``functions``, both always present."""
+        """The documented JSON contract: ``files`` and ``functions``, both always present; an item may
+        add ``evidence``, the similar past commits that changed it (sha, date, subject)."""
         return {
-            "files": [] if level == "function" else [{"path": f.path, "score": round(f.score, 6)} for f in self.files],
+            "files": [] if level == "function" else [
+                _with_evidence({"path": f.path, "score": round(f.score, 6)}, f.evidence) for f in self.files],
             "functions": []
             if level == "file"
             else [
-                {"path": f.path, "name": f.name, "start_line": f.start_line, "end_line": f.end_line, "score": round(f.score, 6)}
+                _with_evidence({"path": f.path, "name": f.name, "start_line": f.start_line, "end_line": f.end_line,
+                                "score": round(f.score, 6)}, f.evidence)
                 for f in self.functions
             ],
         }
 
     @classmethod
-    def from_ranking(cls, ranking: Ranking, top_k: int, retriever: str, seconds: float) -> "LocalizationResult":
+    def from_ranking(cls, ranking: Ranking, top_k: int, retriever: str, seconds: float,
+                     notes: list[str] | None = None) -> "LocalizationResult":
         """The top ``top_k`` of each level of a full ranking."""
         chunks = ranking.index.chunks
+        signals = ranking.history
         return cls(
-            files=[FileHit(path, ranking.file_scores[path]) for path in ranking.files[:top_k]],
+            files=[FileHit(path, ranking.file_scores[path], signals.evidence(path) if signals else ())
+                   for path in ranking.files[:top_k]],
             functions=[
                 FunctionHit(chunks[row].path, chunks[row].name, chunks[row].kind, chunks[row].start_line,
-                            chunks[row].end_line, ranking.function_scores[row])
+                            chunks[row].end_line, ranking.function_scores[row],
+                            signals.evidence(chunks[row].path, chunks[row].name) if signals else ())
                 for row in ranking.functions[:top_k]
             ],
             retriever=retriever,
             repo=str(ranking.index.root),
             commit=ranking.index.commit,
             seconds=seconds,
+            notes=list(notes or []),
         )
 
 
@@ -124,5 +143,6 @@ class Localizer:
     def localize(self, issue_text: str, top_k: int | None = None) -> LocalizationResult:
         started = time.perf_counter()
         ranking = self.rank(issue_text)
+        notes = [self.pipeline.history_note] if self.pipeline.history_note else []
         return LocalizationResult.from_ranking(ranking, top_k or self.config.top_k, self.config.retriever,
-                                               time.perf_counter() - started)
+                                               time.perf_counter() - started, notes)

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from indexer.history.build import HistoryConfig
 from indexer.index import IndexConfig
 
 from localizer.embedding.embedder import DEFAULT_MODEL as _DEFAULT_MODEL
 from localizer.embedding.embedder import EmbedderConfig
+from localizer.learned.shipped import default_ranker
 from localizer.rerank.reranker import RerankConfig
 from localizer.retrieval.retrievers import RETRIEVERS
 
@@ -32,6 +34,9 @@ DEFAULT_RETRIEVER = "bm25"
 DEFAULT_BACKEND = EmbedderConfig.backend
 DEFAULT_MODEL = _DEFAULT_MODEL
 DEFAULT_TOP_K = 10
+# The learned ranker over every signal where the package ships one (see localizer/learned/), else
+# the hand-set boosts.
+DEFAULT_RANKER = default_ranker()
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,19 @@ class LocalizeConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     top_k: int = DEFAULT_TOP_K
-    mention_boost: float = 1.0  # 0 turns off boosting of files/functions the issue names
+    mention_boost: float = 1.0  # 0 turns off boosting of files/functions the issue names (boosts ranker)
+    # The repository's own history (similar past fixes, fix-proneness, co-change); None: --no-history.
+    history: HistoryConfig | None = field(default_factory=HistoryConfig)
+    # "learned" (the shipped model), "boosts" (hand-set weights), or the path of a ranker file.
+    ranker: str = DEFAULT_RANKER
     # LLM listwise reranking of the top functions; off until a trained model measurably helps.
     rerank: RerankConfig | None = None
+
+    def history_settings(self) -> HistoryConfig | None:
+        """The history config with the index's test rule: history counts the files the index holds."""
+        if self.history is None:
+            return None
+        return replace(self.history, include_tests=self.index.include_tests, test_rule=self.index.test_rule)
 
     def __post_init__(self) -> None:
         if self.retriever not in RETRIEVERS:

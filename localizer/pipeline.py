@@ -13,9 +13,14 @@ The steps, in order:
    terms for BM25, a dense text that leads with what locates a bug, and the paths, traceback
    frames and symbols it names.
 2. **Retrieval.** BM25, dense or their reciprocal-rank fusion (``config.retriever``).
-3. **Scores.** Each level's scores scaled to 0-1, plus the mention boosts
-   (:func:`~localizer.retrieval.ranking.final_scores`).
-4. **Reranking** (``config.rerank``). The listwise LLM reorders the top ``depth`` functions;
+3. **History** (``config.history``). The commits before the snapshot (ancestors only,
+   :mod:`indexer.history`) give each candidate its similar past fixes, fix-proneness and
+   co-change (:mod:`localizer.history.signals`).
+4. **Scores.** The learned ranker (``config.ranker``, :mod:`localizer.learned`) scores the head of
+   each level from every signal: retriever scores and ranks, what the issue names, path features
+   and history. With ``ranker="boosts"``, each level's scores are scaled to 0-1 plus hand-set
+   mention boosts instead (:func:`~localizer.retrieval.ranking.final_scores`).
+5. **Reranking** (``config.rerank``). The listwise LLM reorders the top ``depth`` functions;
    its order is fused with the retriever's as configured (``RerankConfig.fusion``), scores are
    handed out by position, and files follow the reranked functions
    (:mod:`localizer.rerank.localize`).
@@ -33,14 +38,24 @@ from typing import Any, Callable
 
 from indexer.index import Progress, RepoIndex, build_index
 
+from indexer.history.build import build_history
+from indexer.history.store import open_history_store
+
 from localizer.config import LocalizeConfig
 from localizer.embedding.embedder import Embedder, open_embedder
 from localizer.embedding.static import StaticEmbedder
+from localizer.history.signals import HistorySignals, history_only_scores, history_signals
+from localizer.history.view import HistoryView
 from localizer.issue_input import validate_issue_text
+from localizer.learned.features import build_candidates
+from localizer.learned.model import RankerModel
+from localizer.learned.rank import learned_order
+from localizer.learned.shipped import HISTORY_ONLY, load_ranker
 from localizer.rerank.reranker import ListwiseReranker
 from localizer.retrieval.query import IssueQuery, build_query
-from localizer.retrieval.ranking import final_scores, order
-from localizer.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
+from localizer.retrieval.ranking import final_scores, mentioned_files, order
+from localizer.retrieval.retrievers import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever,
+                                            Scores)
 
 
 def needs_embedder(config: LocalizeConfig) -> bool:
@@ -54,7 +69,8 @@ class Ranking:
 
     ``functions`` holds chunk rows of ``index.chunks``. ``model_order`` is the reranker's own
     order of the head it reordered (positions in the retriever's head, before fusion), or None
-    when nothing was reranked.
+    when nothing was reranked. ``history`` holds the issue's history signals (the similar past
+    fixes behind each suspect), None when the run has no history.
     """
 
     index: RepoIndex
@@ -64,6 +80,7 @@ class Ranking:
     functions: list[int]
     function_scores: dict[int, float]
     model_order: list[int] | None = None
+    history: HistorySignals | None = None
 
 
 class SharedWork:
@@ -78,6 +95,7 @@ class SharedWork:
     def __init__(self) -> None:
         self._bm25: tuple[RepoIndex, BM25Retriever] | None = None
         self._model_order: tuple[tuple[Any, ...], list[int]] | None = None
+        self._history: tuple[tuple[Any, ...], HistoryView] | None = None
         self._timing: dict[str, float] = {}
 
     def bm25(self, index: RepoIndex) -> BM25Retriever:
@@ -94,8 +112,15 @@ class SharedWork:
             self._add_time("rerank", time.perf_counter() - started)
         return self._model_order[1]
 
+    def history(self, key: tuple[Any, ...], compute: Callable[[], HistoryView]) -> HistoryView:
+        if self._history is None or self._history[0] != key:
+            started = time.perf_counter()
+            self._history = (key, compute())
+            self._add_time("index:history", time.perf_counter() - started)
+        return self._history[1]
+
     def pop_timing(self) -> dict[str, float]:
-        """Seconds spent building BM25 indexes and in reranker calls since the last call."""
+        """Seconds spent building BM25 indexes and histories and in reranker calls since the last call."""
         timing, self._timing = self._timing, {}
         return timing
 
@@ -128,6 +153,8 @@ class RankingPipeline:
         self._reranker = reranker
         self._shared = shared or SharedWork()
         self._retriever: tuple[RepoIndex, Retriever] | None = None
+        self._ranker: RankerModel | None = load_ranker(config.ranker)
+        self.history_note: str | None = None  # why the last snapshot ranked without (full) history
 
     @property
     def embedder(self) -> Embedder | StaticEmbedder | None:
@@ -146,8 +173,30 @@ class RankingPipeline:
     def build_index(self, repo: str | Path, progress: Progress | None = None, rev: str | None = None) -> RepoIndex:
         """The snapshot this config ranks: chunks at ``rev`` (default ``config.rev``), with embeddings
         when the retriever needs them."""
-        return build_index(repo, rev or self.config.rev, encoder=self.embedder, config=self.config.index,
-                           progress=progress)
+        index = build_index(repo, rev or self.config.rev, encoder=self.embedder, config=self.config.index,
+                            progress=progress)
+        self.history(index, progress)
+        return index
+
+    def history(self, index: RepoIndex, progress: Progress | None = None) -> HistoryView | None:
+        """The history before ``index``'s commit (HEAD for a work tree), built once and shared; None when off."""
+        settings = self.config.history_settings()
+        if settings is None:
+            return None
+        key = (str(index.root), index.commit, settings, self.config.index.resolved_index_dir(),
+               self.config.index.use_cache)
+
+        def compute() -> HistoryView:
+            store = open_history_store(self.config.index)
+            try:
+                history = build_history(index.root, index.commit, store, settings, progress)
+            finally:
+                store.close()
+            return HistoryView(history)
+
+        view = self._shared.history(key, compute)
+        self.history_note = view.history.note
+        return view
 
     def retriever(self, index: RepoIndex) -> Retriever:
         if self._retriever is None or self._retriever[0] is not index:
@@ -161,11 +210,33 @@ class RankingPipeline:
             self._retriever = (index, retriever)
         return self._retriever[1]
 
-    def rank(self, index: RepoIndex, issue_text: str) -> Ranking:
+    def signals(self, index: RepoIndex, issue_text: str) -> tuple[IssueQuery, Scores, HistorySignals | None]:
+        """Steps 1-3: the parsed issue, the retriever's scores and the history signals (None without history).
+
+        The ranker's training data (``cornstack-train ranker-data``) is built from exactly this, so
+        the learned ranker is fitted on the signals it ranks with.
+        """
         query = build_query(validate_issue_text(issue_text))
         scores = self.retriever(index).score(query)
-        file_scores, function_scores = final_scores(query, scores, index.chunks, self.config.mention_boost)
-        ranking = Ranking(index, query, order(file_scores), file_scores, order(function_scores), function_scores)
+        view = self.history(index)
+        signals = None
+        if view is not None and view.records:
+            signals = history_signals(view, query.terms, mentioned_files(query, scores.files))
+        return query, scores, signals
+
+    def rank(self, index: RepoIndex, issue_text: str) -> Ranking:
+        query, scores, signals = self.signals(index, issue_text)
+        if self.config.ranker == HISTORY_ONLY:
+            chunks = index.chunks
+            file_scores, function_scores = history_only_scores(
+                signals, scores.files, ((row, (chunks[row].path, chunks[row].name)) for row in scores.functions))
+        elif self._ranker is None:
+            file_scores, function_scores = final_scores(query, scores, index.chunks, self.config.mention_boost)
+        else:
+            candidates = build_candidates(query, scores, index.chunks, signals)
+            file_scores, function_scores = learned_order(candidates, self._ranker)
+        ranking = Ranking(index, query, order(file_scores), file_scores, order(function_scores), function_scores,
+                          history=signals)
         if self.reranker is not None and ranking.functions:
             self._rerank(ranking, issue_text)
         return ranking

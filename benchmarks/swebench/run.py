@@ -34,9 +34,10 @@ import click
 
 from indexer.errors import LocalizerError
 from indexer.git.runner import run_git
+from indexer.history.build import HistoryConfig
 from indexer.index import IndexConfig, RepoIndex
 from localizer.cli.options import OptionError, options, rerank_config
-from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, LocalizeConfig
+from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RANKER, LocalizeConfig
 from localizer.embedding.embedder import BACKEND_CHOICES, Embedder, EmbedderConfig, open_embedder
 from localizer.embedding.static import StaticEmbedder
 from localizer.pipeline import RankingPipeline, SharedWork
@@ -56,14 +57,16 @@ CORPORA = {"product": "default", "protocol": "dirs"}  # --corpus -> IndexConfig.
 
 @dataclass(frozen=True)
 class System:
-    """One column of the comparison: a retriever, its model, and whether mention boosts apply."""
+    """One column of the comparison: a retriever, its model, the ranker, history, and reranking."""
 
     name: str
     retriever: str
     model: str | None
-    boost: bool = True
+    boost: bool = True  # with the boosts ranker: whether mention boosts apply (False: :raw)
     rerank: bool = False  # the LLM listwise reranker reorders this retriever's top functions
     fusion: str = "none"  # rrf: the reranked order fused with the retriever's (localizer.rerank.fusion)
+    ranker: str | None = None  # None: the run's --ranker; else boosts or history (localizer.learned.shipped)
+    history: bool = True  # False: :nohist, the same system with --no-history
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class HarnessConfig:
     rerank: RerankConfig | None = None  # for systems with +rerank; None: RerankConfig()
     workers: int = 1  # processes, each with whole repositories and cores/workers threads
     corpus: str = "product"  # product: what localize indexes; protocol: the paper's corpus (module docstring)
+    ranker: str = DEFAULT_RANKER  # systems without a ranker flag use it: learned, boosts or a ranker file
+    history_commits: int = HistoryConfig.max_commits
 
     def __post_init__(self) -> None:
         if self.corpus not in CORPORA:
@@ -102,7 +107,9 @@ class HarnessConfig:
         if system.rerank:
             rerank = replace(self.rerank or RerankConfig(device=self.device), fusion=system.fusion)
         return LocalizeConfig(retriever=system.retriever, embedder=self.embedder_config(system.model or DEFAULT_MODEL),
-                              index=self.index_config(), mention_boost=1.0 if system.boost else 0.0, rerank=rerank)
+                              index=self.index_config(), mention_boost=1.0 if system.boost else 0.0, rerank=rerank,
+                              ranker=system.ranker or self.ranker,
+                              history=HistoryConfig(max_commits=self.history_commits) if system.history else None)
 
 
 def parse_model_backends(specs: Sequence[str], models: Sequence[str]) -> dict[str, str]:
@@ -121,8 +128,14 @@ def parse_model_backends(specs: Sequence[str], models: Sequence[str]) -> dict[st
     return backends
 
 
+SYSTEM_FLAGS = {"raw": "the boosts ranker without mention boosts", "boosts": "the hand-set boosts ranker",
+                "nohist": "without history (--no-history)", "history": "similar past fixes alone"}
+
+
 def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[System, ...]:
-    """``bm25``, ``dense``, ``hybrid``; a ``:raw`` suffix turns off mention boosts; a ``+rerank``
+    """``bm25``, ``dense``, ``hybrid``, each optionally with ``:FLAG[,FLAG]`` (:data:`SYSTEM_FLAGS`):
+    ``bm25:nohist`` is the default pipeline with ``--no-history``, ``bm25:boosts`` the hand-set
+    ranker, ``bm25:raw`` that without mention boosts, ``bm25:history`` history alone. A ``+rerank``
     suffix (``bm25+rerank``, ``hybrid:raw+rerank``) adds the LLM listwise reranker on top, and
     ``+rerank+rrf`` fuses its order with the retriever's. ``bm25+rerank`` and ``bm25+rerank+rrf``
     in one run share the model calls.
@@ -138,17 +151,20 @@ def parse_systems(retrievers: Sequence[str], models: Sequence[str]) -> tuple[Sys
         rerank = bool(stages)
         fusion = "rrf" if stages[1:] == ["rrf"] else "none"
         suffix = spec[len(base):]
-        retriever, _, flag = base.partition(":")
-        if retriever not in ("bm25", "dense", "hybrid") or flag not in ("", "raw"):
-            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, dense, hybrid, optionally with :raw, then "
-                                     "optionally +rerank or +rerank+rrf)")
-        boost = flag == ""
+        retriever, _, flag_text = base.partition(":")
+        flags = set(flag_text.split(",")) - {""}
+        if retriever not in ("bm25", "dense", "hybrid") or not flags <= set(SYSTEM_FLAGS):
+            raise click.BadParameter(f"unknown retriever {spec!r} (bm25, dense, hybrid, optionally with "
+                                     f":{'/'.join(SYSTEM_FLAGS)}, then optionally +rerank or +rerank+rrf)")
+        ranker = "history" if "history" in flags else "boosts" if flags & {"raw", "boosts"} else None
+        options = {"boost": "raw" not in flags, "rerank": rerank, "fusion": fusion, "ranker": ranker,
+                   "history": "nohist" not in flags}
         if retriever == "bm25":
-            systems.append(System(spec, retriever, None, boost, rerank, fusion))
+            systems.append(System(spec, retriever, None, **options))
             continue
         for model in models:
             name = spec if len(models) == 1 else f"{base}@{Path(model).name}{suffix}"
-            systems.append(System(name, retriever, model, boost, rerank, fusion))
+            systems.append(System(name, retriever, model, **options))
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         raise click.BadParameter("the same retriever/model was given twice")
@@ -460,9 +476,14 @@ def _rate(part: int, whole: int) -> float | None:
 @click.option("--ids", "ids_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Only these instance ids (one per line), e.g. the paper's 274.")
 @click.option("--retriever", "retrievers", multiple=True, default=("bm25",), show_default=True,
-              help="bm25, dense or hybrid; repeat to compare; add :raw to turn off mention boosts, "
+              help="bm25, dense or hybrid; repeat to compare; add :nohist for --no-history, :boosts for the "
+                   "hand-set ranker (:raw without mention boosts), :history for similar past fixes alone; "
                    "+rerank for the LLM reranker on top (e.g. bm25 and bm25+rerank side by side), "
                    "+rerank+rrf to fuse its order with the retriever's.")
+@click.option("--ranker", default=DEFAULT_RANKER, show_default=True,
+              help="Ranker of systems without a ranker flag: learned (the shipped model), boosts, or a ranker file.")
+@click.option("--history-commits", type=click.IntRange(min=1), default=HistoryConfig.max_commits, show_default=True,
+              help="History window, as localize's --history-commits.")
 @click.option("--model", "models", multiple=True, default=(DEFAULT_MODEL,), show_default=True,
               help="Embedder for dense/hybrid; repeat to compare models.")
 @click.option("--corpus", type=click.Choice(tuple(CORPORA)), default="product", show_default=True,
@@ -480,8 +501,8 @@ def _rate(part: int, whole: int) -> float | None:
 @click.option("--no-clone", is_flag=True, help="Never try to clone a missing repository.")
 @click.option("--report-only", is_flag=True, help="Recompute metrics and plots from existing predictions.")
 @click.option("--verbose", "-v", count=True)
-def main(data, repos_dir, out, ids_file, retrievers, models, corpus, limit, index_dir, device, backend, model_backends,
-         workers, no_clone, report_only, verbose, **rerank_options):
+def main(data, repos_dir, out, ids_file, retrievers, ranker, history_commits, models, corpus, limit, index_dir, device,
+         backend, model_backends, workers, no_clone, report_only, verbose, **rerank_options):
     """Measure top-k localization accuracy on SWE-bench-Lite (CoRNStack protocol)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
     systems = parse_systems(retrievers, models)
@@ -493,7 +514,8 @@ def main(data, repos_dir, out, ids_file, retrievers, models, corpus, limit, inde
     config = HarnessConfig(data=data, repos_dir=repos_dir, out=out, systems=systems, ids_file=ids_file,
                            limit=limit, index_dir=index_dir, device=device, backend=backend,
                            model_backends=parse_model_backends(model_backends, models), clone=not no_clone, workers=workers,
-                           rerank=rerank if any(s.rerank for s in systems) else None, corpus=corpus)
+                           rerank=rerank if any(s.rerank for s in systems) else None, corpus=corpus,
+                           ranker=ranker, history_commits=history_commits)
     try:
         if report_only:
             write_reports(out, [s.name for s in systems], None, _protocol_ids(config))

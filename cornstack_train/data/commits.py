@@ -16,20 +16,24 @@ formatting change.
 
 from __future__ import annotations
 
+import logging
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from indexer.chunking.chunk import Chunk
-from indexer.chunking.definitions import function_definitions
 from indexer.filters import FileFilter
 from indexer.git.blobs import GitBlobReader
-from indexer.git.diff import functions_touched, parse_patch
+from indexer.git.diff import parse_patch
+from indexer.git.log import LogLimits, RawCommit
+from indexer.git.log import iter_commits as read_commits
+from indexer.git.runner import GitError
 from indexer.chunking.languages import language_for_path
+from indexer.history.changes import touched_definitions
 
 from cornstack_train.data.docstrings import function_code
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,16 +55,6 @@ class CommitPair:
     name: str
     language: str
     positive: str
-
-
-@dataclass(frozen=True)
-class RawCommit:
-    sha: str
-    parents: tuple[str, ...]
-    message: str
-    patch: str
-    files: int
-    changed_lines: int
 
 
 # ------------------------------------------------------------ messages
@@ -121,71 +115,18 @@ def skip_reason_for_message(message: str) -> str | None:
 
 # ----------------------------------------------------------------- git
 
-_COMMIT_MARK = "\x01\x02commit "
-
-
 def iter_commits(repo: Path, config: CommitConfig) -> Iterator[RawCommit]:
     """The newest ``max_commits`` non-merge commits reachable from ``rev``, each with a zero-context patch.
 
-    One ``git log -p`` streams them all. A commit over the size limits keeps
-    its counts but not its patch text, so a vendoring commit of 100 MB costs
-    nothing but the read.
+    A commit over the size limits keeps its counts but not its patch text, so a
+    vendoring commit of 100 MB costs nothing but the read. A failing ``git log``
+    (a broken mirror) ends the stream instead of the whole mining run.
     """
-    fmt = f"{_COMMIT_MARK}%H %P%n%B%x02"
-    cmd = [
-        "git", "-C", str(repo), "log", "--no-merges", "--no-color", "--no-ext-diff", "--no-textconv",
-        "-p", "-U0", f"-n{config.max_commits}", f"--format={fmt}", config.rev, "--",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    current: dict | None = None
-
-    def finish(c: dict | None) -> RawCommit | None:
-        if c is None or not c["parents"]:
-            return None  # root commit: nothing existed before it
-        return RawCommit(
-            c["sha"], c["parents"], c["message"], "".join(c["patch"]) if c["keep"] else "", c["files"], c["lines"]
-        )
-
+    limits = LogLimits(config.max_files, config.max_changed_lines)
     try:
-        in_message = False
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace")
-            if line.startswith(_COMMIT_MARK):
-                done = finish(current)
-                if done is not None:
-                    yield done
-                shas = line[len(_COMMIT_MARK):].split()
-                current = {"sha": shas[0], "parents": tuple(shas[1:]), "msg": [], "message": "",
-                           "patch": [], "files": 0, "lines": 0, "keep": True}
-                in_message = True
-                continue
-            if current is None:
-                continue
-            if in_message:
-                if "\x02" in line:
-                    current["msg"].append(line.split("\x02", 1)[0])
-                    current["message"] = "".join(current["msg"]).strip()
-                    in_message = False
-                else:
-                    current["msg"].append(line)
-                continue
-            if line.startswith("diff --git "):
-                current["files"] += 1
-            elif line[:1] in ("+", "-") and not line.startswith(("+++ ", "--- ")):
-                current["lines"] += 1
-            if current["files"] > config.max_files or current["lines"] > config.max_changed_lines:
-                current["keep"] = False
-                current["patch"] = []
-            if current["keep"]:
-                current["patch"].append(line)
-        done = finish(current)
-        if done is not None:
-            yield done
-    finally:
-        proc.stdout.close()
-        proc.kill()
-        proc.wait()
+        yield from read_commits(repo, (config.rev,), limits=limits, max_count=config.max_commits)
+    except GitError as exc:
+        log.warning("%s", exc)
 
 
 # --------------------------------------------------------------- pairs
@@ -227,14 +168,8 @@ def commit_pairs(
                 source = reader(commit.parents[0], path)
                 if source is None:
                     continue
-                defs, rows = function_definitions(source, language)
-                # Unique names so overloads stay apart through functions_touched.
-                chunks = [
-                    Chunk(path, f"{d.name}\x00{i}", d.kind, d.start_row + 1, d.end_row + 1, language, "")
-                    for i, d in enumerate(defs)
-                ]
-                for key in functions_touched(fp, chunks, source):
-                    d = defs[int(key.rsplit("\x00", 1)[1])]
+                touched, rows = touched_definitions(fp, source, language)
+                for d in touched:
                     found.append(CommitPair(commit.sha, message, path, d.name, language,
                                             function_code(d, rows, drop_doc=False)))
             if not found:

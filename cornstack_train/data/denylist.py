@@ -48,10 +48,23 @@ SWE_BENCH_REPOS: tuple[str, ...] = (
     "sphinx-doc/sphinx",
     "sympy/sympy",
 )
-# Project names as they appear inside other repositories' names.
+# Kept out of every training corpus for evaluation beyond SWE-bench (one per language).
+EVALUATION_REPOS: tuple[str, ...] = (
+    "gohugoio/hugo",
+    "google/google-java-format",
+    "eslint/eslint",
+    "vuejs/core",
+    "rubocop/rubocop",
+    "puma/puma",
+    "nikic/php-parser",
+    "sebastianbergmann/phpunit",
+)
+# Project names as they appear inside other repositories' names. (vuejs/core's name is too common
+# to deny by; its copies are left to the content check.)
 PROJECT_NAMES: tuple[str, ...] = (
     "astropy", "django", "matplotlib", "seaborn", "flask", "requests", "xarray", "pylint", "pytest",
     "scikit-learn", "scikit_learn", "sklearn", "sphinx", "sympy",
+    "hugo", "google-java-format", "eslint", "rubocop", "puma", "php-parser", "phpunit",
 )
 
 
@@ -69,10 +82,12 @@ def canonical_repo_name(name: str) -> str:
 
 
 def denied_by_name(name: str) -> str | None:
-    """Why a repository name is denied (``benchmark``, ``fork``, ``name``), or None."""
+    """Why a repository name is denied (``benchmark``, ``evaluation``, ``fork``, ``name``), or None."""
     canonical = canonical_repo_name(name)
     if canonical in SWE_BENCH_REPOS:
         return "benchmark"
+    if canonical in EVALUATION_REPOS:
+        return "evaluation"
     repo = canonical.split("/")[-1]
     if any(canonical_repo_name(b).split("/")[-1] == repo for b in SWE_BENCH_REPOS):
         return "fork"

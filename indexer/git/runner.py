@@ -39,6 +39,13 @@ class GitError(RepositoryError):
         self.returncode = returncode
         self.stderr = stderr
 
+    def __reduce__(self):  # keyword-only arguments: rebuild it explicitly when it crosses processes
+        return (_rebuild_git_error, (str(self), self.command, self.returncode, self.stderr))
+
+
+def _rebuild_git_error(message: str, command: Sequence[str], returncode: int, stderr: str) -> "GitError":
+    return GitError(message, command=command, returncode=returncode, stderr=stderr)
+
 
 def git_argv(args: Sequence[str], repo: PathLike | None = None) -> list[str]:
     """``git -C <repo> <args>``, or ``git <args>`` when no repository is involved (a clone)."""

@@ -129,6 +129,8 @@ def main(ctx, issue, level, top_k, output_format, **opts):
         _fail_on(exc)
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
+    for note in result.notes:
+        click.echo(f"localize: note: {note}", err=True)
     if output_format == "json":
         from localizer.cli.render import render_json
 

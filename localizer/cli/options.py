@@ -16,9 +16,11 @@ import click
 
 from indexer.errors import LocalizerError
 from indexer.filters import DEFAULT_MAX_FILE_SIZE
+from indexer.history.build import HistoryConfig
 from indexer.index import IndexConfig, default_index_dir
 
-from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RETRIEVER, DEFAULT_TOP_K, LocalizeConfig
+from localizer.config import (DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RANKER, DEFAULT_RETRIEVER, DEFAULT_TOP_K,
+                              LocalizeConfig)
 from localizer.embedding.embedder import BACKEND_CHOICES, EmbedderConfig
 from localizer.rerank.fusion import FUSIONS
 from localizer.rerank.models import DEFAULT_RERANKER
@@ -71,6 +73,20 @@ OPTIONS: dict[str, Callable] = {
                                  "has native bf16, else torch. torch-bf16 (bf16 autocast) needs 1.95x less CPU than torch "
                                  "on CPUs with native bf16 (AVX512-BF16/AMX) at cosine 0.99999; onnx-int8 (CPU, needs the onnx "
                                  "extra) uses ~1.2x less CPU on AVX2 at cosine 0.99. Each is cached separately."),
+    # history and the learned ranker
+    "history": click.option("--history/--no-history", "history", default=True, show_default=True,
+                            help="Use the repository's own history: past commits like the issue credit what they "
+                                 "changed, plus how often and how lately each file changed. Only commits before the "
+                                 "indexed one are read. Without git history (a plain directory, a fresh repository) "
+                                 "it ranks without, and says so."),
+    "history_commits": click.option("--history-commits", type=click.IntRange(min=1),
+                                    default=HistoryConfig.max_commits, show_default=True,
+                                    help="How many of the newest non-merge commits the history holds."),
+    "ranker": click.option("--ranker", default=DEFAULT_RANKER, show_default=True, metavar="RANKER",
+                           help="learned: the model shipped in the package, fitted over every signal (retriever, "
+                                "what the issue names, paths, history); boosts: retriever scores plus hand-set "
+                                "boosts for what the issue names; history: similar past fixes alone (a diagnostic); "
+                                "or the path of a ranker file (cornstack-train ranker-fit)."),
     # listwise reranking
     "rerank": click.option("--rerank/--no-rerank", "rerank", default=False, show_default=True,
                            help="Rerank the top functions with a listwise LLM; files follow the reranked functions."),
@@ -107,7 +123,7 @@ OPTIONS: dict[str, Callable] = {
 }
 
 INDEX_OPTIONS = ("repo", "rev", "retriever", "model", "trust_remote_code", "query_prompt", "index_dir", "no_cache", "device", "backend",
-                 "max_file_size", "include_tests", "quiet", "verbose")
+                 "max_file_size", "include_tests", "history", "history_commits", "ranker", "quiet", "verbose")
 RERANK_OPTIONS = ("rerank", "reranker_model", "reranker_adapter", "rerank_depth", "rerank_window", "rerank_stride",
                   "rerank_mode", "rerank_fusion")
 HOOK_OPTIONS = ("retriever", "model", "device", "backend", "index_dir", "max_file_size", "include_tests", "issues_dir",
@@ -138,6 +154,9 @@ def localize_config(values: Mapping[str, Any], top_k: int = DEFAULT_TOP_K) -> Lo
         index=IndexConfig(max_file_size=values["max_file_size"], index_dir=index_dir, use_cache=not no_cache,
                           include_tests=values["include_tests"]),
         top_k=top_k,
+        history=HistoryConfig(max_commits=values.get("history_commits") or HistoryConfig.max_commits)
+        if values.get("history", True) else None,
+        ranker=values.get("ranker") or DEFAULT_RANKER,
         rerank=rerank_config(values) if values.get("rerank") else None,
     )
 

@@ -37,6 +37,8 @@ from filelock import FileLock, Timeout
 from indexer.storage.atomic import atomic_write_json
 from indexer.errors import LocalizerError, RepositoryError
 from indexer.filters import DEFAULT_MAX_FILE_SIZE
+from indexer.history.build import build_history
+from indexer.history.store import open_history_store
 from indexer.index import DocumentEncoder, IndexConfig, build_index, default_index_dir, repo_state_dir
 from indexer.source import find_git_root
 
@@ -527,7 +529,24 @@ def _build(root: Path, config: HookConfig, hook_state: dict[str, Any],
         log.info("model identity changed since the last refresh: rebuilding with the loaded model")
         encoder = LazyEncoder(config.embedder_config(), None, encoder_factory)
         index = build_index(root, None, encoder=encoder, config=config.index_config(), progress=progress)
+    _refresh_history(root, config)
     return index, encoder, parse_phase_s
+
+
+def _refresh_history(root: Path, config: HookConfig) -> None:
+    """Store the records of the new commits, so the next ``localize`` reads its history warm.
+
+    Records are keyed by commit SHA: after one commit this computes one record (well under a second).
+    """
+    settings = config.localize_config().history_settings()
+    if settings is None:
+        return
+    store = open_history_store(config.index_config())
+    try:
+        history = build_history(root, None, store, settings)
+    finally:
+        store.close()
+    log.info("history: %d commits, %d new", len(history.records), history.computed)
 
 
 def _triage_issues(root: Path, config: HookConfig, queue: RequestQueue, ticket: int) -> dict[str, Any]:

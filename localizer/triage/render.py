@@ -100,6 +100,22 @@ def _file_section(files: list[Suspect], show_emails: bool, shown: dict[tuple[str
     return out
 
 
+def _past_fix_section(suspects: list[Suspect]) -> list[str]:
+    """Each suspect's similar past fixes: a triager trusts a suspect more when a fix like this one changed it."""
+    rows = []
+    seen: set[tuple[str, str]] = set()
+    for s in suspects:
+        what = f"{s.path}::{s.name}" if s.name else s.path
+        for commit in s.past_fixes:
+            if (what, commit.sha) in seen:
+                continue
+            seen.add((what, commit.sha))
+            rows.append(f"| {md_code(what)} | {md_code(commit.sha[:7])} | {commit.date} | {md_text(commit.subject)} |")
+    if not rows:
+        return []
+    return ["### Similar past fixes", "", "| suspect | commit | date | subject |", "|---|---|---|---|", *rows, ""]
+
+
 def _commit_section(commits: list[CommitInfo], show_emails: bool) -> list[str]:
     out = ["### Recent commits touching the suspects", "", "| commit | date | author | summary | suspects |",
            "|---|---|---|---|---|"]
@@ -130,12 +146,13 @@ def render_markdown(report: TriageReport, show_emails: bool = False) -> str:
     if report.files:
         shown = {(f.path, f.name): f.rank for f in report.functions if f.excerpt is not None}
         out += _file_section(report.files, show_emails, shown)
+    out += _past_fix_section(report.functions + report.files)
     if report.recent_commits:
         out += _commit_section(report.recent_commits, show_emails)
     if report.notes:
         out += ["**Notes**", ""] + [f"- {md_text(note)}" for note in report.notes] + [""]
-    out.append("<sub>Ranked from the issue text alone: scores are 0–1 per retriever, plus a boost for files and "
-               "functions the issue names. Owners last changed the suspect lines (git blame) or often change the "
+    out.append("<sub>Ranked from the issue text and the repository's history: what the issue names, the code "
+               "that matches it, and past commits like it (only commits before the ranked one). Owners last changed the suspect lines (git blame) or often change the "
                "files (git log), weighted by recency.</sub>")
     if report.fingerprint:
         out.append(f"<!-- localizer-triage fingerprint={report.fingerprint} -->")

@@ -24,6 +24,7 @@ from indexer.git.runner import run_git
 from indexer.index import Progress
 
 from localizer.api import FunctionHit, LocalizeConfig, Localizer, validate_issue_text
+from localizer.history.signals import SimilarCommit
 from localizer.triage.confidence import Confidence, assess
 from localizer.triage.gitinfo import RepoState, read_repo_state
 from localizer.triage.owners import CommitInfo, History, HistoryReader, Owner, combine_owners
@@ -83,6 +84,7 @@ class Suspect:
     focus: str | None = None  # for a file: its best-ranked function, where the excerpt comes from
     owners: tuple[Owner, ...] = ()
     owners_note: str | None = None
+    past_fixes: tuple[SimilarCommit, ...] = ()  # similar past commits that changed this suspect
 
     @property
     def location(self) -> str:
@@ -129,12 +131,14 @@ class TriageReport:
             "files": [
                 {"rank": s.rank, "path": s.path, "start_line": s.start_line, "end_line": s.end_line,
                  "score": round(s.score, 6), "focus": s.focus, "excerpt": excerpt(s.excerpt),
-                 "owners": [owner(o) for o in s.owners], "owners_note": s.owners_note}
+                 "owners": [owner(o) for o in s.owners], "owners_note": s.owners_note,
+                 "past_fixes": [c.to_json_dict() for c in s.past_fixes]}
                 for s in self.files
             ],
             "functions": [
                 {"rank": s.rank, "path": s.path, "name": s.name, "kind": s.kind, "start_line": s.start_line,
-                 "end_line": s.end_line, "score": round(s.score, 6), "excerpt": excerpt(s.excerpt)}
+                 "end_line": s.end_line, "score": round(s.score, 6), "excerpt": excerpt(s.excerpt),
+                 "past_fixes": [c.to_json_dict() for c in s.past_fixes]}
                 for s in self.functions
             ],
             "reviewers": [owner(o) for o in self.reviewers],
@@ -263,7 +267,7 @@ class Triager:
         confidence = assess([f.score for f in result.files], [f.score for f in result.functions])
 
         state = self.repo_state()
-        notes = _state_notes(state, cfg.localize.rev)
+        notes = _state_notes(state, cfg.localize.rev) + result.notes
         history = History()
         if state is not None and (top_files or top_functions):
             spans: dict[str, list[tuple[int, int]]] = {}
@@ -282,7 +286,7 @@ class Triager:
         functions = [
             Suspect(rank, hit.kind, hit.path, hit.name, hit.start_line, hit.end_line, hit.score,
                     make_excerpt(lines.get(hit.path), hit.start_line, hit.end_line, cfg.excerpt_lines,
-                                 languages.get(hit.path)))
+                                 languages.get(hit.path)), past_fixes=hit.evidence)
             for rank, hit in enumerate(top_functions, 1)
         ]
         files = []
@@ -296,7 +300,7 @@ class Triager:
             files.append(Suspect(rank, "file", hit.path, "", start, end, hit.score,
                                  make_excerpt(text, span[0], span[1], cfg.excerpt_lines, languages.get(hit.path)),
                                  focus.name if focus else None,
-                                 owned.owners if owned else (), owned.note if owned else None))
+                                 owned.owners if owned else (), owned.note if owned else None, hit.evidence))
         reviewers = combine_owners([s.owners for s in files], cfg.reviewers)
         head = state.describe_head() if state else "(not a git repository)"
         if cfg.localize.rev and result.commit:

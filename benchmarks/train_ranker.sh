@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Reproduce the shipped learned ranker (localizer/models/ranker) from scratch.
+#
+#   benchmarks/train_ranker.sh WORK
+#
+# 1. the Python repositories of docs/history-repos.json and docs/train-repos.json, each a bare clone
+#    (an existing WORK/train-repos/owner__name is reused; missing ones are cloned from GitHub, which
+#    needs the network); mining reads each at the pinned commit its list records, whatever HEAD is;
+# 2. `cornstack-train ranker-data`: for the first MAX_REPOS usable repositories in name order
+#    (permissive licence, not deny-listed), commit-message queries after three past snapshots, featurized
+#    by the pipeline localize runs;
+# 3. `cornstack-train ranker-fit --install`: LambdaRank, 20% of the repositories held out for the report,
+#    the model and its card installed into the package.
+#
+# Every stage resumes: finished repositories are skipped. MAX_REPOS (default: the count of the shipped
+# run, see localizer/models/ranker/README.md) and LANGUAGE (default python) override the corpus.
+set -euo pipefail
+
+work=${1:?usage: benchmarks/train_ranker.sh WORK}
+root=$(cd "$(dirname "$0")/.." && pwd)
+language=${LANGUAGE:-python}
+max_repos=${MAX_REPOS:-100}
+repos=$work/train-repos
+mkdir -p "$repos"
+
+python - "$repos" "$language" "$root/docs/history-repos.json" "$root/docs/train-repos.json" <<'PY'
+import json, subprocess, sys
+from pathlib import Path
+
+repos, language, *lists = sys.argv[1:]
+for listing in lists:
+    for entry in json.loads(Path(listing).read_text()):
+        target = Path(repos) / entry["repo"].replace("/", "__")
+        if entry.get("language") == language and not target.exists():
+            print(f"cloning {entry['repo']}", file=sys.stderr)
+            subprocess.run(["git", "clone", "--quiet", "--bare", f"https://github.com/{entry['repo']}.git",
+                            str(target)], check=True)
+PY
+
+cornstack-train ranker-data --repos-list "$root/docs/history-repos.json" --repos-list "$root/docs/train-repos.json" \
+    --repos-dir "$repos" --language "$language" --max-repos "$max_repos" --out "$work/ranker-data"
+cornstack-train ranker-fit "$work/ranker-data" --out "$work/ranker" --install
