@@ -303,6 +303,61 @@ def hook_run(repo, hook_name, wait_rebase, background, **opts):
         sys.exit(1)
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def _http_address(ctx, param, value):
+    if value is None:
+        return None
+    from localizer.serve.server import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command("serve")
+@click.option("--http", "http", metavar="HOST:PORT", default=None, callback=_http_address,
+              help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (e.g. 127.0.0.1:8765).")
+@click.option("--poll", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Poll for changes every SECONDS instead of listening to filesystem events (network file "
+                   "systems; events fall back to polling by themselves when they fail).")
+@click.option("--debounce", type=click.FloatRange(min=0), default=0.25, show_default=True, metavar="SECONDS",
+              help="Refresh once the files have been quiet this long (and at least every 2 s while they keep "
+                   "changing), so an edit storm refreshes once or twice.")
+@options(*INDEX_OPTIONS, *RERANK_OPTIONS)
+@click.pass_context
+def serve_command(ctx, http, poll, debounce, **opts):
+    """Serve the localizer to coding agents and editors over MCP, warm and always fresh.
+
+    \b
+    Example (an MCP client starts it; see docs/mcp.md for Claude Code, Cursor, VS Code):
+      localize serve --repo /path/to/repo
+      localize serve --repo . --retriever hybrid --http 127.0.0.1:8765
+
+    It speaks MCP over stdio (or streamable HTTP with --http), loads the index
+    and the models once, and offers the tools localize, similar_fixes, triage
+    and index_status. It watches the work tree and HEAD and refreshes the index
+    in the background (only changed files are re-parsed and re-embedded); calls
+    are answered from the current index meanwhile. Logs go to stderr.
+    """
+    from localizer.serve.server import serve
+    from localizer.serve.state import WarmIndex
+    from localizer.serve.watch import Debouncer
+
+    _setup_logging(opts["verbose"])
+    _warn_unused_model(ctx, opts["retriever"])
+    try:
+        state = WarmIndex(opts["repo"], localize_config(opts), debouncer=Debouncer(quiet=debounce),
+                          poll_interval=poll)
+        serve(state, http)
+    except LocalizerError as exc:
+        _fail_on(exc)
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+
+
 # --------------------------------------------------------------------------- triage
 
 
