@@ -1,9 +1,10 @@
-"""How long a history window pays: similar-past-fix ranking alone, per window, on held-out commit queries.
+"""How long a history window pays: similar-past-fix ranking alone, per window, on commit queries.
 
 The history window (``--history-commits``) trades cold build time for memory of older fixes. This
-measures, on commit-message queries mined from training repositories (never SWE-bench), how often
-history alone puts every changed file in its top k, for each window, through the pipeline's own
-``--ranker history``. The default window is the shortest one within a point of the best.
+measures, on commit-message queries mined from long-lived training repositories (never SWE-bench), how
+often history alone puts every changed file in its top k, for each window, through the pipeline's own
+``--ranker history``. The default window is the longest whose cold build stays within the cost target
+(a django-sized history in 60 s on two cores); benchmarks/RESULTS.md has the figures.
 
 Usage:
   python benchmarks/measure_history_window.py --repos-list docs/history-repos.json --repos-dir train-repos \

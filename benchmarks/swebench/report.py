@@ -38,6 +38,54 @@ def accuracy(records: Iterable[dict], ranking: str, k: int) -> tuple[float, int]
     return round(100.0 * hits / len(counted), 1), len(counted)
 
 
+PAIRED = (("files", 1), ("files", 3), ("files", 5), ("functions", 5), ("functions", 10))
+
+
+def paired(records: list[dict], reference: str, system: str) -> dict[str, tuple[int, int]]:
+    """(wins, losses) of ``system`` against ``reference`` per metric: instances only one of them hits.
+
+    Only instances both systems ranked, with gold at that level, count; a gain that is all wins and no
+    losses and one that trades 20 wins for 15 losses read the same in a plain accuracy.
+    """
+    by_id = {(r["instance_id"], r["system"]): r for r in records}
+    out = {}
+    for ranking, k in PAIRED:
+        wins = losses = 0
+        for (instance, name), mine in by_id.items():
+            theirs = by_id.get((instance, reference))
+            if name != system or theirs is None or not mine["gold_ranks"][ranking]:
+                continue
+            a, b = _hit(mine["gold_ranks"][ranking], k), _hit(theirs["gold_ranks"][ranking], k)
+            wins += a and not b
+            losses += b and not a
+        out[f"{ranking}@{k}"] = (wins, losses)
+    return out
+
+
+def reference_of(system: str, systems: list[str]) -> str:
+    """What a system is paired against: itself without history (``bm25`` -> ``bm25:nohist``) when the
+    run has that, else the first system listed."""
+    base, _, flags = system.partition(":")
+    sibling = f"{base}:nohist"
+    return sibling if sibling in systems and sibling != system and not flags else systems[0]
+
+
+def paired_table(records: list[dict], systems: list[str]) -> str:
+    """Wins / losses per metric of every system against its reference (:func:`reference_of`)."""
+    if len(systems) < 2:
+        return ""
+    header = [f"{ranking.replace('functions', 'function').replace('files', 'file')}@{k}" for ranking, k in PAIRED]
+    lines = ["### Paired wins / losses", "", "| system | against | " + " | ".join(header) + " |",
+             "|---|---|" + "---|" * len(header)]
+    for system in systems:
+        reference = reference_of(system, systems)
+        if reference == system:
+            continue
+        counts = paired(records, reference, system)
+        lines.append(f"| {system} | {reference} | " + " | ".join(f"{w} / {l}" for w, l in counts.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def load_predictions(path: Path) -> list[dict]:
     latest: dict[tuple[str, str], dict] = {}
     if path.exists():
@@ -148,6 +196,10 @@ def write_reports(out: Path, systems: list[str], run_info: dict | None, protocol
         run_info = json.loads(runs[-1]) if runs else None
     atomic_write_json(out / "metrics.json", {"metrics": metrics, "run": run_info})
     markdown = markdown_table(metrics, run_info)
+    table = paired_table(records, systems)
+    if table:
+        markdown = markdown.replace("\nWall time", "\n" + table + "\nWall time", 1) if "\nWall time" in markdown \
+            else markdown + "\n" + table
     if metrics and not plot_curves(metrics, out / "acc_at_k.png"):
         log.warning(PLOT_SKIPPED)
         markdown += f"\n{PLOT_SKIPPED}\n"

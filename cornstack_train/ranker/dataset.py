@@ -112,13 +112,11 @@ def repo_rows(repo: TrainingRepo, config: LocalizeConfig, mining: MiningConfig, 
 def build_rows(repos: list[TrainingRepo], out: Path, config: LocalizeConfig, mining: MiningConfig) -> Iterator[tuple[str, int]]:
     """Rows for each repository not yet done under ``out``; yields (repository, queries) as each finishes."""
     out.mkdir(parents=True, exist_ok=True)
-    for position, repo in enumerate(sorted(repos, key=lambda r: r.name)):
+    for repo in sorted(repos, key=lambda r: r.name):
         target = out / f"{repo.name}.npz"
         if target.exists():
             continue
-        # Query ids are unique across repositories without coordination: the repository's position
-        # in the sorted list picks a block.
-        arrays, facts = repo_rows(repo, config, mining, first_qid=position * 100_000)
+        arrays, facts = repo_rows(repo, config, mining, first_qid=0)  # ids are per file (load_rows)
         atomic_write_json(out / f"{repo.name}.json", {"repo": repo.name, "mining": asdict(mining),
                                                       "queries": facts})
         from io import BytesIO
@@ -130,12 +128,22 @@ def build_rows(repos: list[TrainingRepo], out: Path, config: LocalizeConfig, min
 
 
 def load_rows(directory: Path) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """Every repository's rows under ``directory``, concatenated, and their query facts."""
+    """Every repository's rows under ``directory``, concatenated, and their query facts.
+
+    Query ids are only unique within one repository's file (each file numbers its own queries), so
+    they are renumbered here, file after file: runs over different repository lists can never make
+    two repositories' queries share an id.
+    """
     arrays: dict[str, list[np.ndarray]] = {}
     facts: list[dict] = []
     for path in sorted(directory.glob("*.npz")):
+        mine = json.loads(path.with_suffix(".json").read_text())["queries"]
+        renumber = {fact["qid"]: len(facts) + i for i, fact in enumerate(mine)}
+        facts.extend({**fact, "qid": renumber[fact["qid"]]} for fact in mine)
         with np.load(path) as data:
             for key in data.files:
-                arrays.setdefault(key, []).append(data[key])
-        facts.extend(json.loads(path.with_suffix(".json").read_text())["queries"])
+                values = data[key]
+                if key.endswith("_qid"):
+                    values = np.array([renumber[int(q)] for q in values], dtype=np.int32)
+                arrays.setdefault(key, []).append(values)
     return {k: np.concatenate(v) for k, v in arrays.items()}, facts

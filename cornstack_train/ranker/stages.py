@@ -9,6 +9,7 @@ where ``localize --ranker learned`` (the default once it ships) reads it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -21,6 +22,7 @@ from indexer.index import IndexConfig
 from indexer.storage.atomic import atomic_write_json, atomic_write_text
 
 from localizer.config import LocalizeConfig
+from localizer.learned.features import FILE_FEATURES, FUNCTION_FEATURES
 from localizer.learned.shipped import SHIPPED_RANKER
 
 from cornstack_train.data.denylist import denied_by_name
@@ -114,7 +116,8 @@ def ranker_fit_command(data, out, trees, holdout, seed, install) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "ranker.json", model.to_json())
     atomic_write_json(out / "report.json", report)
-    atomic_write_text(out / "README.md", model_card(card))
+    digest = hashlib.sha256((out / "ranker.json").read_bytes()).hexdigest()
+    atomic_write_text(out / "README.md", model_card(card, digest))
     if install:
         SHIPPED_RANKER.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "ranker.json", SHIPPED_RANKER)
@@ -123,14 +126,18 @@ def ranker_fit_command(data, out, trees, holdout, seed, install) -> None:
                            for level, r in report["levels"].items()}, indent=1))
 
 
-def model_card(card: dict) -> str:
-    lines = ["# localizer learned ranker", "",
+def model_card(card: dict, model_sha256: str) -> str:
+    lines = ["# localizer learned ranker", "", f"`ranker.json` sha256 {model_sha256}", "",
              "LightGBM LambdaRank over every signal of the pipeline (localizer/learned/features.py), fitted by",
              "`cornstack-train ranker-fit` on commit-message queries mined from the histories of the training",
              "repositories (`cornstack-train ranker-data`; docs/history.md lists them with pinned commits).",
              "", f"- rows: {card['data']['queries']} queries from {card['data']['repositories']} repositories, "
                  f"sha256 {card['data']['sha256'][:16]}",
-             f"- fit: {json.dumps(card['fit'])}", "", "## Held-out repositories", ""]
+             f"- fit: {json.dumps(card['fit'])}",
+             f"- file features: {', '.join(FILE_FEATURES)}",
+             f"- function features: {', '.join(FUNCTION_FEATURES)}",
+             f"- held out: {', '.join(card['heldout']['heldout_repos'])}",
+             "", "## Held-out repositories (acc@k: every changed item in the top k)", ""]
     for level, report in card["heldout"]["levels"].items():
         lines += [f"### {level}", "", "| ranker | acc@1 | acc@3 | acc@5 | acc@10 | MRR@10 | queries |", "|---|---|---|---|---|---|---|"]
         for name in ("retriever", "boosts", "learned, no history", "learned, history"):

@@ -9,10 +9,11 @@ commits are found by BM25 over their messages. All of that depends on the histor
 
 from __future__ import annotations
 
-import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from indexer.history.build import History
 from indexer.history.records import CommitRecord
@@ -77,12 +78,48 @@ class HistoryView:
         if not self.records or not terms:
             return []
         if self._bm25 is None:
-            import bm25s
-
-            logging.getLogger("bm25s").setLevel(logging.WARNING)
-            self._bm25 = bm25s.BM25()
-            self._bm25.index([list(r.terms) or ["\x00"] for r in self.records], show_progress=False)
-        scores = self._bm25.get_scores(terms)
+            self._bm25 = MessageBM25([list(r.terms) or ["\x00"] for r in self.records])
+        scores = self._bm25.scores(terms)
         top = min(top, len(scores))
-        best = scores.argsort()[::-1][:top]
+        best = np.argsort(-scores, kind="stable")[:top]
         return [(int(i), float(scores[i])) for i in best if scores[i] > 0]
+
+
+class MessageBM25:
+    """BM25 over commit messages, scored exactly as ``bm25s`` (Lucene variant, k1 1.5, b 0.75) scores.
+
+    Why not bm25s itself: building its index over a 3,000-commit window took half of the history's
+    per-query overhead, and one sparse matrix product does the same work. Query terms count as often
+    as they occur, unknown terms add nothing, as in ``bm25s.BM25.get_scores``; a test checks the two
+    agree.
+    """
+
+    def __init__(self, documents: list[list[str]], k1: float = 1.5, b: float = 0.75) -> None:
+        from scipy.sparse import csr_matrix
+
+        self.vocabulary: dict[str, int] = {}
+        rows, columns, counts = [], [], []
+        lengths = np.zeros(len(documents), dtype=np.float32)
+        for row, terms in enumerate(documents):
+            lengths[row] = len(terms)
+            for term, count in Counter(terms).items():
+                rows.append(row)
+                columns.append(self.vocabulary.setdefault(term, len(self.vocabulary)))
+                counts.append(count)
+        tf = np.asarray(counts, dtype=np.float32)
+        rows_array = np.asarray(rows, dtype=np.int64)
+        columns_array = np.asarray(columns, dtype=np.int64)
+        df = np.bincount(columns_array, minlength=len(self.vocabulary)).astype(np.float32)
+        n = np.float32(len(documents))
+        idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        norm = k1 * (1 - b + b * lengths / max(float(lengths.mean()), 1e-9))
+        weights = (idf[columns_array] * (tf / (norm[rows_array] + tf))).astype(np.float32)
+        # terms x documents, so a query is a sum of rows
+        self._matrix = csr_matrix((weights, (columns_array, rows_array)), shape=(len(self.vocabulary), len(documents)))
+
+    def scores(self, terms: list[str]) -> np.ndarray:
+        ids = [self.vocabulary[t] for t in terms if t in self.vocabulary]
+        if not ids:
+            return np.zeros(self._matrix.shape[1], dtype=np.float32)
+        counts = np.bincount(ids, minlength=self._matrix.shape[0]).astype(np.float32)
+        return np.asarray(self._matrix.T @ counts, dtype=np.float32).ravel()

@@ -69,6 +69,22 @@ class Candidates:
     function_order: list[int]
 
 
+def tied_ranks(ordered: Sequence, scores: dict) -> dict:
+    """0-based competition ranks: items with equal scores share the best rank among them.
+
+    Positions would tell the model that of eight identical files, one ranks 0 and another 7, and it
+    would rank them apart with confidence it does not have; tied items must look tied.
+    """
+    ranks = {}
+    previous, rank = None, 0
+    for position, item in enumerate(ordered):
+        score = scores[item]
+        if score != previous:
+            rank, previous = position, score
+        ranks[item] = rank
+    return ranks
+
+
 def _rank_feature(rank: int | None) -> float:
     return math.log1p(rank) if rank is not None else math.log1p(10_000)
 
@@ -86,8 +102,8 @@ def build_candidates(query: IssueQuery, scores: "Scores", chunks: Sequence["Chun
     file_scores = min_max(scores.files)
     function_scores = min_max(scores.functions)
     file_order, function_order = order(file_scores), order(function_scores)
-    file_rank = {path: i for i, path in enumerate(file_order)}
-    function_rank = {row: i for i, row in enumerate(function_order)}
+    file_rank = tied_ranks(file_order, file_scores)
+    function_rank = tied_ranks(function_order, function_scores)
     file_mention = mentioned_files(query, file_scores)
 
     function_mention: dict[int, float] = {}
@@ -113,8 +129,10 @@ def build_candidates(query: IssueQuery, scores: "Scores", chunks: Sequence["Chun
         head_files.update(dict.fromkeys(p for p in signals.file_credit if p in file_scores))
         rows_by_key = {(chunks[row].path, chunks[row].name): row for row in function_scores}
         head_functions.update(dict.fromkeys(rows_by_key[k] for k in signals.function_credit if k in rows_by_key))
-    files = sorted(head_files, key=file_rank.__getitem__)
-    functions = sorted(head_functions, key=function_rank.__getitem__)
+    file_position = {path: i for i, path in enumerate(file_order)}
+    function_position = {row: i for i, row in enumerate(function_order)}
+    files = sorted(head_files, key=file_position.__getitem__)  # the retriever's order, ties by name
+    functions = sorted(head_functions, key=function_position.__getitem__)
 
     file_rows = []
     for path in files:

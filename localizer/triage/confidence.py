@@ -1,7 +1,9 @@
 """When not to trust a ranking: a one-line warning for flat scores.
 
-Scores are each retriever's scores scaled to 0-1 over the repository (plus
-boosts for what the issue names). When the top suspects sit within a hair of
+Scores are the learned ranker's (or, with ``--ranker boosts``, each retriever's
+scores scaled to 0-1 over the repository plus boosts for what the issue names);
+tied evidence gives tied learned scores, since tied items share their rank
+features (:func:`localizer.learned.features.tied_ranks`). When the top suspects sit within a hair of
 each other, the order among them is noise, and a triager should read the list
 as candidates rather than an answer. The signal: the top ``k`` scores lie
 within ``abs_gap`` of each other on the 0-1 scale, that is within 5% of the

@@ -50,8 +50,9 @@ def test_traceback_ranks_the_raising_function_and_file_first(sample_repo, index_
 
 
 def test_boost_can_be_turned_off_and_changes_scores(sample_repo, index_dir):
-    boosted = _localizer(sample_repo, index_dir, "bm25").localize(PY_TRACEBACK_ISSUE)
-    plain = _localizer(sample_repo, index_dir, "bm25", mention_boost=0.0).localize(PY_TRACEBACK_ISSUE)
+    """The hand-set ranker's mention boost (the learned ranker reads mentions as features instead)."""
+    boosted = _localizer(sample_repo, index_dir, "bm25", ranker="boosts").localize(PY_TRACEBACK_ISSUE)
+    plain = _localizer(sample_repo, index_dir, "bm25", ranker="boosts", mention_boost=0.0).localize(PY_TRACEBACK_ISSUE)
     assert boosted.functions[0].score > 1.0 >= plain.functions[0].score
 
 

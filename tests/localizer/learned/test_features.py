@@ -95,3 +95,14 @@ def test_a_file_history_never_touched_reads_as_never():
     view = HistoryView(History("c1", [CommitRecord("c1", 0, "x", ("x",), ("other.py",))]))
     signals = history_signals(view, ["unrelated"], {})
     assert signals.file_features("pkg/a.py")["hist_age"] == math.log1p(NEVER_DAYS)
+
+
+def test_tied_items_share_their_rank():
+    from localizer.learned.features import tied_ranks
+
+    scores = {"a": 1.0, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.1}
+    assert tied_ranks(["a", "b", "c", "d", "e"], scores) == {"a": 0, "b": 1, "c": 1, "d": 1, "e": 4}
+    tied = Scores(functions={1: 1.0, 3: 1.0}, files={"pkg/a.py": 2.0, "pkg/b.py": 2.0})
+    candidates = build_candidates(build_query("anything"), tied, CHUNKS)
+    ranks = candidates.files.matrix[:, FILE_FEATURES.index("retr_rank")]
+    assert ranks[0] == ranks[1] == 0.0
