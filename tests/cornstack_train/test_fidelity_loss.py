@@ -225,7 +225,11 @@ loss = AnswerMaskedMNRL(NoModel(), scale=SCALE, gather_across_devices=True)
 value = loss.compute_loss_from_embeddings([q, p, n], None, keys).item()
 with open(sys.argv[1] + f"/rank{rank}.json", "w") as handle:
     json.dump(value, handle)
-dist.destroy_process_group()
+dist.barrier()
+# Both ranks are done; skip the interpreter's teardown, where gloo's threads sometimes abort the
+# process ("terminate called without an active exception") after the results are written.
+import os
+os._exit(0)
 """
 
 
