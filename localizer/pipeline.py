@@ -31,6 +31,7 @@ rank of any gold item (the harness) from the same lists.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ from typing import Any, Callable
 
 from indexer.index import Progress, RepoIndex, build_index
 
-from indexer.history.build import build_history
+from indexer.errors import LocalizerError
+from indexer.history.build import History, build_history
 from indexer.history.store import open_history_store
 
 from localizer.config import LocalizeConfig
@@ -56,6 +58,9 @@ from localizer.retrieval.query import IssueQuery, build_query
 from localizer.retrieval.ranking import final_scores, mentioned_files, order
 from localizer.retrieval.retrievers import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever,
                                             Scores)
+
+
+log = logging.getLogger(__name__)
 
 
 def needs_embedder(config: LocalizeConfig) -> bool:
@@ -187,11 +192,15 @@ class RankingPipeline:
                self.config.index.use_cache)
 
         def compute() -> HistoryView:
-            store = open_history_store(self.config.index)
             try:
-                history = build_history(index.root, index.commit, store, settings, progress)
-            finally:
-                store.close()
+                store = open_history_store(self.config.index)
+                try:
+                    history = build_history(index.root, index.commit, store, settings, progress)
+                finally:
+                    store.close()
+            except LocalizerError as exc:  # history only adds evidence: rank without it, and say why
+                log.warning("history unavailable: %s", exc)
+                history = History(index.commit, note=f"history unavailable ({exc}): ranking without history")
             return HistoryView(history)
 
         view = self._shared.history(key, compute)

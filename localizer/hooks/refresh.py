@@ -44,6 +44,7 @@ from indexer.source import find_git_root
 
 from localizer.config import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RETRIEVER, LocalizeConfig
 from localizer.embedding.embedder import EmbedderConfig
+from localizer.hooks.lease import live_lease
 from localizer.pipeline import needs_embedder
 from localizer.triage.gitinfo import GIT_HOOK_ENV, read_repo_state, rebase_in_progress
 
@@ -407,6 +408,10 @@ def refresh_repo(
                                          "the post-rewrite hook refreshes the index when the rebase finishes")
 
     state_dir = repo_state_dir(config.resolved_index_dir(), root)
+    lease = None if config.issues_dir else live_lease(state_dir, config.retriever, config.model)
+    if lease is not None:  # its watcher has seen this commit and refreshes with warm models
+        return RefreshOutcome("delegated", f"`localize serve` (pid {lease['pid']}) keeps this index fresh: "
+                                           "refresh left to it")
     queue = RequestQueue(state_dir)
     try:
         ticket = queue.request(hook)

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from indexer.errors import LocalizerError, RepositoryError
 from indexer.git.runner import run_git
-from indexer.index import RepoIndex
+from indexer.index import RepoIndex, repo_state_dir
 from indexer.source import find_git_root
 
 from localizer.api import Localizer
@@ -40,6 +40,7 @@ from localizer.config import LocalizeConfig
 from localizer.embedding.embedder import Embedder
 from localizer.embedding.static import StaticEmbedder
 from localizer.history.view import HistoryView
+from localizer.hooks.lease import remove_lease, write_lease
 from localizer.pipeline import RankingPipeline, SharedWork
 from localizer.rerank.reranker import ListwiseReranker
 from localizer.serve.errors import NotReadyError, ServeError
@@ -177,6 +178,7 @@ class WarmIndex:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher: Watcher | None = None
+        self._lease_dir: Path | None = None
         if not config.index.use_cache:
             log.warning("--no-cache: every refresh re-parses (and re-embeds) the whole repository")
         if watch and self.location.watchable:
@@ -192,6 +194,7 @@ class WarmIndex:
         self._thread.start()
         if self._watcher is not None:
             self._watcher.start()
+            self._take_lease()
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -200,6 +203,21 @@ class WarmIndex:
             self._watcher.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._lease_dir is not None:
+            remove_lease(self._lease_dir)
+
+    def _take_lease(self) -> None:
+        """Tell the git hooks this server keeps the index fresh (localizer.hooks.lease)."""
+        if not self.config.index.use_cache:
+            return
+        state_dir = repo_state_dir(self.config.index.resolved_index_dir(), self.root)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            write_lease(state_dir, self.config.retriever, self.config.embedder.model)
+        except OSError as exc:
+            log.warning("could not write the serve lease in %s (%s): the hooks refresh by themselves", state_dir, exc)
+            return
+        self._lease_dir = state_dir
 
     # ------------------------------------------------------------------ reading
 

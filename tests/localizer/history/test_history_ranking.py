@@ -79,3 +79,20 @@ def test_a_plain_directory_ranks_without_history_and_says_why(tmp_path):
     ranking = pipeline.rank(pipeline.build_index(plain), ISSUE)
     assert ranking.history is None and "not a git repository" in pipeline.history_note
     assert ranking.files[0] == "pkg/server.py"
+
+
+def test_a_history_that_cannot_be_read_ranks_without_it_and_says_why(tmp_path, monkeypatch):
+    from indexer.git.runner import GitError
+    import localizer.pipeline as pipeline_module
+
+    def broken(*args, **kwargs):
+        raise GitError("git log failed in repo: fatal: unable to read 1234", command=["git"], returncode=128,
+                       stderr="fatal: unable to read 1234")
+
+    monkeypatch.setattr(pipeline_module, "build_history", broken)
+    repo = _repo(tmp_path / "repo")
+    pipeline = RankingPipeline(LocalizeConfig(index=IndexConfig(index_dir=tmp_path / "index"),
+                                              ranker=str(_ranker(tmp_path))))
+    ranking = pipeline.rank(pipeline.build_index(repo), ISSUE)
+    assert ranking.history is None and ranking.files[0] == "pkg/server.py"
+    assert "history unavailable" in pipeline.history_note and "unable to read" in pipeline.history_note

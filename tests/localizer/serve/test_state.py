@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import threading
 import time
@@ -200,3 +202,42 @@ def test_hybrid_refresh_embeds_only_the_changed_file_with_the_warm_model(repo: P
         assert tools.index_status(state)["model"] == hashing_encoder.identity
     finally:
         state.close()
+
+
+def test_a_watching_server_holds_a_lease_the_post_commit_hook_defers_to(repo: Path, tmp_path: Path):
+    """The hook leaves the refresh to a running server (warm models, its own watcher) and says so."""
+    from indexer.index import repo_state_dir
+    from localizer.hooks.lease import LEASE_FILE, live_lease
+    from localizer.hooks.refresh import HookConfig, refresh_repo
+
+    state = make_state(repo, tmp_path, watch=True, poll_interval=0.2)
+    state_dir = repo_state_dir(tmp_path / "index", repo.resolve())
+    try:
+        assert (state_dir / LEASE_FILE).is_file()
+        # the hook is another process in real life: its own pid never counts as the server's
+        lease = json.loads((state_dir / LEASE_FILE).read_text())
+        lease["pid"] = os.getppid()
+        (state_dir / LEASE_FILE).write_text(json.dumps(lease))
+        config = HookConfig(retriever="bm25", index_dir=str(tmp_path / "index"))
+        outcome = refresh_repo(repo, config, hook="post-commit")
+        assert outcome.status == "delegated" and "localize serve" in outcome.message
+        # another retriever is not the server's refresh: the hook refreshes by itself
+        assert live_lease(state_dir, "hybrid", "some-model") is None
+        lease["pid"] = os.getpid()  # back to this process, so close() removes it
+        (state_dir / LEASE_FILE).write_text(json.dumps(lease))
+    finally:
+        state.close()
+    assert not (state_dir / LEASE_FILE).exists()
+
+
+def test_a_lease_of_a_process_that_is_gone_is_ignored(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from localizer.hooks.lease import LEASE_FILE, live_lease
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / LEASE_FILE).write_text(json.dumps({"pid": int(gone.stdout), "retriever": "bm25", "model": None}))
+    assert live_lease(tmp_path, "bm25", "any") is None
+    (tmp_path / LEASE_FILE).write_text("not json")
+    assert live_lease(tmp_path, "bm25", "any") is None
