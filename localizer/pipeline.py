@@ -40,8 +40,8 @@ from typing import Any, Callable
 from indexer.index import Progress, RepoIndex, build_index
 
 from indexer.errors import LocalizerError
-from indexer.history.build import History, build_history
-from indexer.history.store import open_history_store
+from indexer.history.build import History
+from indexer.history.store import read_history
 
 from localizer.config import LocalizeConfig
 from localizer.embedding.embedder import Embedder, open_embedder
@@ -193,11 +193,7 @@ class RankingPipeline:
 
         def compute() -> HistoryView:
             try:
-                store = open_history_store(self.config.index)
-                try:
-                    history = build_history(index.root, index.commit, store, settings, progress)
-                finally:
-                    store.close()
+                history = read_history(index.root, index.commit, self.config.index, settings, progress)
             except LocalizerError as exc:  # history only adds evidence: rank without it, and say why
                 log.warning("history unavailable: %s", exc)
                 history = History(index.commit, note=f"history unavailable ({exc}): ranking without history")

@@ -25,7 +25,7 @@ from localizer.learned.features import build_candidates
 from localizer.pipeline import RankingPipeline
 from localizer.retrieval.ranking import final_scores, order
 
-from cornstack_train.ranker.mining import MiningConfig, Query, queries_after, snapshots
+from cornstack_train.ranker.mining import MiningConfig, queries_after, snapshots
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ The exported model is :mod:`localizer.learned.model`'s JSON: flat arrays per tre
 from __future__ import annotations
 
 import hashlib
-import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,44 +103,40 @@ def level_metrics(arrays: dict[str, np.ndarray], level: str, qids: set[int], sco
     """
     features, _ = LEVELS[level]
     X, y, q, sizes = level_data(arrays, level, qids, hide)
-    hits = {k: 0 for k in (1, 3, 5, 10)}
-    reciprocal = 0.0
-    count = 0
-    start = 0
     gold_key = "gold_files" if level == "file" else "gold_functions"
+    per_query = []
+    start = 0
     for size in sizes:
         rows = slice(start, start + size)
         start += size
-        labels = y[rows]
-        fact = facts_by_qid[int(q[rows][0])]
         if scorer is None:
             ranking = np.argsort(X[rows][:, features.index("retr_rank")], kind="stable")
         else:
             ranking = np.argsort(-scorer(X[rows]), kind="stable")
-        positions = np.flatnonzero(labels[ranking])
-        count += 1
-        complete = len(positions) == fact[gold_key]
-        for k in hits:
-            hits[k] += bool(complete and len(positions) and positions.max() < k)
-        if len(positions) and positions[0] < 10:
-            reciprocal += 1.0 / (positions[0] + 1)
-    if not count:
-        return {}
-    return {**{f"acc@{k}": round(100.0 * v / count, 1) for k, v in hits.items()},
-            "mrr@10": round(reciprocal / count, 4), "queries": count}
+        per_query.append((np.flatnonzero(y[rows][ranking]).tolist(), facts_by_qid[int(q[rows][0])][gold_key]))
+    return summarize(per_query)
 
 
 def boosts_metrics(facts: list[dict], level: str) -> dict[str, float]:
     """The same metrics for the hand-set boosts, from the ranks recorded when the rows were built."""
     key, gold_key = ("boosts_file_ranks", "gold_files") if level == "file" else ("boosts_function_ranks", "gold_functions")
-    facts = [f for f in facts if f[gold_key]]
-    if not facts:
+    return summarize([(f[key], f[gold_key]) for f in facts if f[gold_key]])
+
+
+def summarize(per_query: list[tuple[list[int], int]]) -> dict[str, float]:
+    """acc@k and MRR@10 over queries given as (positions of the gold items found, ascending; gold count).
+
+    A query counts at k when every gold item was found within the top k; MRR reads the first one.
+    """
+    if not per_query:
         return {}
-    out = {}
+    count = len(per_query)
+    out: dict[str, float] = {}
     for k in (1, 3, 5, 10):
-        out[f"acc@{k}"] = round(100.0 * sum(len(f[key]) == f[gold_key] and max(f[key]) < k for f in facts) / len(facts), 1)
-    out["mrr@10"] = round(sum(1.0 / (f[key][0] + 1) for f in facts if f[key] and f[key][0] < 10) / len(facts), 4)
-    out["queries"] = len(facts)
+        hits = sum(bool(positions) and len(positions) == gold and positions[-1] < k for positions, gold in per_query)
+        out[f"acc@{k}"] = round(100.0 * hits / count, 1)
+    out["mrr@10"] = round(sum(1.0 / (p[0] + 1) for p, _ in per_query if p and p[0] < 10) / count, 4)
+    out["queries"] = count
     return out
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +63,10 @@ class HistoryConfig:
     def file_filter(self) -> FileFilter:
         return FileFilter(include_tests=self.include_tests, test_rule=self.test_rule)
 
-    def record_key(self, sha: str) -> str:
-        """Records depend on the commit and on which files count for functions, nothing else."""
-        return self.key_prefix + sha
-
     @property
     def key_prefix(self) -> str:
+        """A record's key is this plus its SHA: records depend on the commit and on which files count
+        for functions, nothing else."""
         from indexer.chunking.chunker import CHUNKER_VERSION
 
         tests = "tests" if self.include_tests else f"notests-{self.test_rule}"
@@ -77,22 +74,11 @@ class HistoryConfig:
 
 
 class HistoryStore(Protocol):
-    """Where records live between builds: the index's SQLite store, or memory (``--no-cache``)."""
+    """Where records live between builds: the index's SQLite store, or its memory store (``--no-cache``)."""
 
     def get_commits(self, keys: Sequence[str]) -> dict[str, bytes]: ...
 
     def put_commits(self, items: Iterable[tuple[str, bytes]]) -> None: ...
-
-
-class MemoryHistoryStore:
-    def __init__(self) -> None:
-        self._records: dict[str, bytes] = {}
-
-    def get_commits(self, keys: Sequence[str]) -> dict[str, bytes]:
-        return {k: self._records[k] for k in keys if k in self._records}
-
-    def put_commits(self, items: Iterable[tuple[str, bytes]]) -> None:
-        self._records.update(items)
 
 
 @dataclass
@@ -103,7 +89,6 @@ class History:
     records: list[CommitRecord] = field(default_factory=list)
     note: str | None = None
     computed: int = 0  # records computed by this build (the rest came from the store)
-    seconds: float = 0.0
 
     @property
     def time(self) -> int | None:
@@ -119,7 +104,6 @@ def build_history(
     progress: Progress | None = None,
 ) -> History:
     """The history of ``repo`` at ``rev`` (default HEAD), computing only records not in ``store``."""
-    started = time.perf_counter()
     path = Path(repo).expanduser().resolve()
     found = find_git_root(path)
     if found is None:
@@ -145,7 +129,6 @@ def build_history(
         history.note = f"{root} is a shallow clone: history holds only its {len(history.records)} commits"
     elif not history.records:
         history.note = f"{root} has no history before {commit[:12]}: ranking without history"
-    history.seconds = time.perf_counter() - started
     return history
 
 

@@ -6,6 +6,9 @@ parse cache and the embeddings; ``--no-cache`` keeps them in memory for one run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from indexer.history.build import History, HistoryConfig, Progress, build_history
 from indexer.index import IndexConfig
 from indexer.storage.store import MemoryStore, SQLiteStore
 
@@ -15,3 +18,14 @@ def open_history_store(config: IndexConfig) -> MemoryStore | SQLiteStore:
     if not config.use_cache:
         return MemoryStore()
     return SQLiteStore(config.resolved_index_dir())
+
+
+def read_history(repo: str | Path, rev: str | None, index: IndexConfig, settings: HistoryConfig,
+                 progress: Progress | None = None) -> History:
+    """The history of ``repo`` at ``rev`` through the store of ``index``: what ``localize``, the hook and
+    the server all read (the store is opened and closed here)."""
+    store = open_history_store(index)
+    try:
+        return build_history(repo, rev, store, settings, progress)
+    finally:
+        store.close()

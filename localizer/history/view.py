@@ -54,9 +54,9 @@ class HistoryView:
     def _arrange(self) -> None:
         """Walk newest to oldest, carrying renames backwards, so older names map to today's."""
         alias: dict[str, str] = {}
+        name = lambda path: alias.get(path, path)  # noqa: E731
         current = {r.sha for r in self.records}
         for record in self.history.records:
-            name = lambda path: alias.get(path, path)  # noqa: E731
             if record.sha in current:
                 position = len(self.files_of)
                 is_fix = bool(FIX_WORDS.search(record.message))

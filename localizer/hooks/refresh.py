@@ -37,8 +37,7 @@ from filelock import FileLock, Timeout
 from indexer.storage.atomic import atomic_write_json
 from indexer.errors import LocalizerError, RepositoryError
 from indexer.filters import DEFAULT_MAX_FILE_SIZE
-from indexer.history.build import build_history
-from indexer.history.store import open_history_store
+from indexer.history.store import read_history
 from indexer.index import DocumentEncoder, IndexConfig, build_index, default_index_dir, repo_state_dir
 from indexer.source import find_git_root
 
@@ -546,11 +545,7 @@ def _refresh_history(root: Path, config: HookConfig) -> None:
     settings = config.localize_config().history_settings()
     if settings is None:
         return
-    store = open_history_store(config.index_config())
-    try:
-        history = build_history(root, None, store, settings)
-    finally:
-        store.close()
+    history = read_history(root, None, config.index_config(), settings)
     log.info("history: %d commits, %d new", len(history.records), history.computed)
 
 

@@ -156,7 +156,7 @@ def build_candidates(query: IssueQuery, scores: "Scores", chunks: Sequence["Chun
                "is_dunder": float(short.startswith("__") and short.endswith("__")), **_path_features(chunk.path)}
         if signals is not None:
             row.update(signals.function_features(chunk.path, chunk.name))
-            row.update({k: v for k, v in signals.file_features(chunk.path).items() if k in FUNCTION_HISTORY})
+            row.update(signals.file_features(chunk.path))  # FUNCTION_HISTORY holds every FILE_HISTORY feature
         function_rows.append(row)
     return Candidates(LevelRows(files, _matrix(file_rows, FILE_FEATURES)),
                       LevelRows(functions, _matrix(function_rows, FUNCTION_FEATURES)), file_order, function_order)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
 
-from indexer.history.build import HistoryConfig, MemoryHistoryStore, build_history
-from indexer.storage.store import SQLiteStore
+from indexer.history.build import HistoryConfig, build_history
+from indexer.storage.store import MemoryStore, SQLiteStore
 from tests.conftest import commit_all, git, make_git_repo, write_files
 
 PARSER = '''def parse_header(line):
@@ -31,7 +30,7 @@ def _history_repo(root: Path) -> Path:
 
 def test_records_hold_files_functions_and_messages(tmp_path):
     repo = _history_repo(tmp_path / "repo")
-    history = build_history(repo, None, MemoryHistoryStore())
+    history = build_history(repo, None, MemoryStore())
     assert history.note is None
     assert [r.subject for r in history.records] == ["Render numbers as text",
                                                     "Fix parse_header splitting values that contain a colon", "initial"]
@@ -53,7 +52,7 @@ def test_only_ancestors_of_the_indexed_commit_are_used(tmp_path):
     commit_all(repo, "Branch-only fix of the FUTURE-BUG")
     git(repo, "checkout", "-q", "main")
 
-    history = build_history(repo, base, MemoryHistoryStore())
+    history = build_history(repo, base, MemoryStore())
     assert history.commit == base
     assert all("FUTURE-BUG" not in r.message for r in history.records)
     assert len(history.records) == 3
@@ -73,7 +72,7 @@ def test_an_incremental_build_equals_a_cold_one(tmp_path):
         assert warm.computed == 1 and first.computed == 3
     finally:
         store.close()
-    cold = build_history(repo, None, MemoryHistoryStore())
+    cold = build_history(repo, None, MemoryStore())
     assert warm.records == cold.records
     assert warm.records[0].functions == (("pkg/parser.py", "render_footer"),)
 
@@ -82,25 +81,25 @@ def test_a_renamed_file_keeps_its_record_of_the_rename(tmp_path):
     repo = _history_repo(tmp_path / "repo")
     git(repo, "mv", "pkg/parser.py", "pkg/headers.py")
     commit_all(repo, "Move the parser to headers")
-    history = build_history(repo, None, MemoryHistoryStore())
+    history = build_history(repo, None, MemoryStore())
     assert history.records[0].renames == (("pkg/parser.py", "pkg/headers.py"),)
 
 
 def test_the_window_is_capped(tmp_path):
     repo = _history_repo(tmp_path / "repo")
-    history = build_history(repo, None, MemoryHistoryStore(), HistoryConfig(max_commits=1))
+    history = build_history(repo, None, MemoryStore(), HistoryConfig(max_commits=1))
     assert [r.subject for r in history.records] == ["Render numbers as text"]
 
 
 def test_a_plain_directory_and_an_empty_repository_have_no_history(tmp_path):
     plain = tmp_path / "plain"
     write_files(plain, {"a.py": "def f():\n    pass\n"})
-    history = build_history(plain, None, MemoryHistoryStore())
+    history = build_history(plain, None, MemoryStore())
     assert history.records == [] and "not a git repository" in history.note
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q")
-    history = build_history(empty, None, MemoryHistoryStore())
+    history = build_history(empty, None, MemoryStore())
     assert history.records == [] and "no commits" in history.note
 
 
@@ -108,7 +107,7 @@ def test_a_shallow_clone_keeps_what_it_has_and_says_so(tmp_path):
     repo = _history_repo(tmp_path / "repo")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--depth", "2", f"file://{repo}", str(clone)], check=True)
-    history = build_history(clone, None, MemoryHistoryStore())
+    history = build_history(clone, None, MemoryStore())
     assert "shallow" in history.note
     # the boundary commit looks like a root (everything added): it credits nothing
     assert [r.subject for r in history.records if r.files] == ["Render numbers as text"]

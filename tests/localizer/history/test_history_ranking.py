@@ -89,7 +89,7 @@ def test_a_history_that_cannot_be_read_ranks_without_it_and_says_why(tmp_path, m
         raise GitError("git log failed in repo: fatal: unable to read 1234", command=["git"], returncode=128,
                        stderr="fatal: unable to read 1234")
 
-    monkeypatch.setattr(pipeline_module, "build_history", broken)
+    monkeypatch.setattr(pipeline_module, "read_history", broken)
     repo = _repo(tmp_path / "repo")
     pipeline = RankingPipeline(LocalizeConfig(index=IndexConfig(index_dir=tmp_path / "index"),
                                               ranker=str(_ranker(tmp_path))))

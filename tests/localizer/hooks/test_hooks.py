@@ -473,8 +473,7 @@ def test_refresh_on_unborn_and_detached_heads(tmp_path):
 
 def test_a_refresh_stores_the_history_of_the_new_commit(tmp_path):
     """The post-commit refresh computes the new commit's history record, so localize reads it warm."""
-    from indexer.history.build import build_history
-    from indexer.history.store import open_history_store
+    from indexer.history.store import read_history
     from tests.sample_repo import SAMPLE_FILES
 
     repo = make_git_repo(tmp_path / "repo", SAMPLE_FILES)
@@ -482,9 +481,5 @@ def test_a_refresh_stores_the_history_of_the_new_commit(tmp_path):
     commit = commit_all(repo, "Fix the cart total")
     config = _config(tmp_path / "index")
     assert refresh_repo(repo, config, hook="post-commit").status == "ok"
-    store = open_history_store(config.index_config())
-    try:
-        history = build_history(repo, None, store, config.localize_config().history_settings())
-    finally:
-        store.close()
+    history = read_history(repo, None, config.index_config(), config.localize_config().history_settings())
     assert history.computed == 0 and history.records[0].sha == commit
