@@ -115,8 +115,6 @@ def main() -> None:
         finally:
             store.close()
 
-        import bm25s  # noqa: F401  (localize imports it for the code BM25 anyway: not a history cost)
-
         def arranged() -> HistoryView:
             view = HistoryView(warm)
             view.similar(["warm"], 1)  # builds its message BM25, which the first query of a process pays

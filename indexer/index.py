@@ -21,6 +21,7 @@ from indexer.chunking.chunker import CHUNKER_VERSION, chunk_source
 from indexer.chunking.encoding import decode_source
 from indexer.errors import EmbeddingError, FileVanishedError, StoreAccessError, StoreError
 from indexer.filters import DEFAULT_MAX_FILE_SIZE, FileFilter
+from indexer.reuse import FileSpan, carried_rows, row_pairs
 from indexer.source import RepoSource, SourceFile, git_blob_sha, open_source
 from indexer.storage.private import PRIVATE_FILE_MODE, make_private_dir
 from indexer.storage.store import ChunkStore, MemoryStore, ParsedBlob, SQLiteStore, embedding_key, SCHEMA_VERSION
@@ -77,6 +78,7 @@ class IndexStats:
     chunks: int = 0
     embedded_chunks: int = 0
     reused_embeddings: int = 0
+    reused_files: int = 0  # files whose chunks came from the previous snapshot in memory (a warm server)
     seconds_listing: float = 0.0
     seconds_parsing: float = 0.0
     seconds_embedding: float = 0.0
@@ -84,7 +86,12 @@ class IndexStats:
 
 @dataclass
 class RepoIndex:
-    """One snapshot of a repository: its chunks, their BM25 terms and (optionally) embeddings."""
+    """One snapshot of a repository: its chunks, their BM25 terms and (optionally) embeddings.
+
+    ``spans`` maps each indexed file to its rows, so the next snapshot of the same repository can
+    carry unchanged files' chunks, terms, vectors and BM25 postings over instead of re-reading them
+    (:mod:`indexer.reuse`).
+    """
 
     root: Path
     description: str
@@ -94,6 +101,7 @@ class RepoIndex:
     stats: IndexStats
     embeddings: np.ndarray | None = None
     model_identity: str | None = None
+    spans: dict[str, FileSpan] = field(default_factory=dict)
 
 
 def _parse_key(file: SourceFile, config: IndexConfig) -> str:
@@ -186,34 +194,47 @@ def _parse_missing(
 
 
 def collect_chunks(
-    source: RepoSource, store: ChunkStore, config: IndexConfig, progress: Progress | None = None
-) -> tuple[list[Chunk], list[list[str]], IndexStats]:
-    """List files, reuse cached parses by blob SHA, parse the rest."""
+    source: RepoSource, store: ChunkStore, config: IndexConfig, progress: Progress | None = None,
+    previous: RepoIndex | None = None,
+) -> tuple[list[Chunk], list[list[str]], IndexStats, dict[str, FileSpan]]:
+    """List files, take unchanged ones from ``previous`` (a snapshot of the same root), reuse cached
+    parses by blob SHA, parse the rest."""
     stats = IndexStats()
     started = time.perf_counter()
     files = source.files()
     stats.files = len(files)
     keys = [_parse_key(f, config) for f in files]
-    cached = store.get_parsed(keys)
+    carried = previous.spans if previous is not None and previous.root == source.root else {}
+    reused = {i for i, (file, key) in enumerate(zip(files, keys)) if key == getattr(carried.get(file.path), "key", None)}
+    cached = store.get_parsed([key for i, key in enumerate(keys) if i not in reused])
     stats.seconds_listing = time.perf_counter() - started
 
     started = time.perf_counter()
-    missing = [i for i, key in enumerate(keys) if key not in cached]
+    missing = [i for i, key in enumerate(keys) if i not in reused and key not in cached]
     stats.parsed_files = len(missing)
+    stats.reused_files = len(reused)
     vanished = _parse_missing(source, store, config, files, keys, missing, cached, progress)
     if vanished:
         stats.skipped["vanished"] = len(vanished)
 
     chunks: list[Chunk] = []
     terms: list[list[str]] = []
+    spans: dict[str, FileSpan] = {}
     for i, (file, key) in enumerate(zip(files, keys)):
         if i in vanished:
+            continue
+        if i in reused:
+            span = carried[file.path]
+            spans[file.path] = FileSpan(key, len(chunks), len(chunks) + span.stop - span.start)
+            chunks.extend(previous.chunks[span.start:span.stop])
+            terms.extend(previous.terms[span.start:span.stop])
             continue
         parsed = cached[key]
         if parsed.status != "ok":
             stats.skipped[parsed.status] = stats.skipped.get(parsed.status, 0) + 1
             continue
         path_terms = _path_terms(file.path)
+        start = len(chunks)
         for record in parsed.chunks:
             chunks.append(
                 Chunk(
@@ -227,9 +248,10 @@ def collect_chunks(
                 )
             )
             terms.append(path_terms + record["terms"].split())
+        spans[file.path] = FileSpan(key, start, len(chunks))
     stats.chunks = len(chunks)
     stats.seconds_parsing = time.perf_counter() - started
-    return chunks, terms, stats
+    return chunks, terms, stats, spans
 
 
 def embed_chunks(
@@ -239,13 +261,24 @@ def embed_chunks(
     stats: IndexStats,
     config: IndexConfig,
     progress: Progress | None = None,
+    carried: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Embeddings for every chunk, encoding only texts this model has never seen.
 
     Fresh vectors are written to the store batch by batch, so an interrupted
-    cold index resumes where it stopped instead of starting over.
+    cold index resumes where it stopped instead of starting over. ``carried`` is
+    ``(new_rows, old_rows, old_matrix)``: vectors of unchanged files taken from the
+    previous snapshot (same model) without a store lookup.
     """
     started = time.perf_counter()
+    matrix = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
+    rows = np.arange(len(chunks))
+    if carried is not None:
+        new_rows, old_rows, old_matrix = carried
+        matrix[new_rows] = old_matrix[old_rows]
+        rows = np.setdiff1d(rows, new_rows, assume_unique=True)
+        stats.reused_embeddings += len(new_rows)
+    chunks = [chunks[row] for row in rows]
     keys = [embedding_key(encoder.identity, c.text) for c in chunks]
     found = store.get_embeddings(list(dict.fromkeys(keys)), encoder.dim)
     todo = list(dict.fromkeys(k for k in keys if k not in found))
@@ -263,9 +296,8 @@ def embed_chunks(
             progress("embedding", min(start + step, len(todo)), len(todo))
     fresh = set(todo)
     stats.embedded_chunks = len(todo)
-    stats.reused_embeddings = sum(1 for k in keys if k not in fresh)
-    matrix = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-    for row, key in enumerate(keys):
+    stats.reused_embeddings += sum(1 for k in keys if k not in fresh)
+    for row, key in zip(rows, keys):
         matrix[row] = found[key]
     stats.seconds_embedding = time.perf_counter() - started
     return matrix
@@ -339,10 +371,13 @@ def build_index(
     config: IndexConfig | None = None,
     progress: Progress | None = None,
     lock_timeout: float = 600.0,
+    previous: RepoIndex | None = None,
 ) -> RepoIndex:
     """Index ``repo`` at ``rev`` (default: the working tree), reusing the on-disk cache.
 
     With an ``encoder`` the snapshot also carries normalized chunk embeddings.
+    ``previous`` is an earlier snapshot of the same repository still in memory (a warm
+    server's): its unchanged files are carried over instead of read from the cache.
     Concurrent builds of the same repository serialize on a file lock; the
     shared SQLite cache is safe for concurrent use in any case.
     """
@@ -350,7 +385,7 @@ def build_index(
     source = open_source(repo, rev, config.file_filter)
     try:
         if not config.use_cache:
-            return _build(source, MemoryStore(), encoder, config, progress)
+            return _build(source, MemoryStore(), encoder, config, progress, previous)
         index_dir = config.resolved_index_dir()
         store = SQLiteStore(index_dir)
         state_dir = repo_state_dir(index_dir, source.root)
@@ -364,7 +399,7 @@ def build_index(
                     "embedding_dim": encoder.dim if encoder else None,
                 }
                 _check_previous_build(state_dir, record)
-                index = _build(source, store, encoder, config, progress)
+                index = _build(source, store, encoder, config, progress, previous)
                 record.update(
                     rev=rev, commit=index.commit, built_at=time.time(), stats=asdict(index.stats)
                 )
@@ -382,11 +417,17 @@ def _build(
     encoder: DocumentEncoder | None,
     config: IndexConfig,
     progress: Progress | None,
+    previous: RepoIndex | None = None,
 ) -> RepoIndex:
-    chunks, terms, stats = collect_chunks(source, store, config, progress)
+    chunks, terms, stats, spans = collect_chunks(source, store, config, progress, previous)
     embeddings = None
     if encoder is not None and chunks:
-        embeddings = embed_chunks(chunks, encoder, store, stats, config, progress)
+        carried = None
+        if (previous is not None and previous.embeddings is not None and previous.model_identity == encoder.identity
+                and previous.embeddings.shape[1] == encoder.dim):
+            new_rows, old_rows = row_pairs(carried_rows(previous.spans, spans, len(previous.chunks)))
+            carried = (new_rows, old_rows, previous.embeddings)
+        embeddings = embed_chunks(chunks, encoder, store, stats, config, progress, carried)
     return RepoIndex(
         root=source.root,
         description=source.description,
@@ -396,4 +437,5 @@ def _build(
         stats=stats,
         embeddings=embeddings,
         model_identity=encoder.identity if encoder else None,
+        spans=spans,
     )

@@ -127,10 +127,13 @@ class Localizer:
     def reranker(self) -> "ListwiseReranker | None":
         return self.pipeline.reranker
 
-    def index(self) -> RepoIndex:
-        """Build (or refresh from the cache) the snapshot; later calls reuse it in memory."""
+    def index(self, previous: RepoIndex | None = None) -> RepoIndex:
+        """Build (or refresh from the cache) the snapshot; later calls reuse it in memory.
+
+        ``previous``, an earlier snapshot of the same repository, lends its unchanged files.
+        """
         if self._index is None:
-            index = self.pipeline.build_index(self.repo, progress=self._progress)
+            index = self.pipeline.build_index(self.repo, progress=self._progress, previous=previous)
             if not index.chunks:
                 raise RepositoryError(f"no indexable source files in {index.description}")
             self._index = index

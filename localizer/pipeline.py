@@ -57,7 +57,7 @@ from localizer.rerank.reranker import ListwiseReranker
 from localizer.retrieval.query import IssueQuery, build_query
 from localizer.retrieval.ranking import final_scores, mentioned_files, order
 from localizer.retrieval.retrievers import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever,
-                                            Scores)
+                                            Scores, bm25_part)
 
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,12 @@ class SharedWork:
         self._history: tuple[tuple[Any, ...], HistoryView] | None = None
         self._timing: dict[str, float] = {}
 
-    def bm25(self, index: RepoIndex) -> BM25Retriever:
+    def bm25(self, index: RepoIndex, previous: tuple[RepoIndex, BM25Retriever] | None = None) -> BM25Retriever:
+        """The BM25 index over ``index``; ``previous`` (an earlier snapshot and its BM25) is updated
+        instead of rebuilt when given."""
         if self._bm25 is None or not _same_snapshot(self._bm25[0], index):
             started = time.perf_counter()
-            self._bm25 = (index, BM25Retriever(index))
+            self._bm25 = (index, BM25Retriever(index, previous))
             self._add_time("index:bm25-build", time.perf_counter() - started)
         return self._bm25[1]
 
@@ -175,11 +177,13 @@ class RankingPipeline:
             self._reranker = ListwiseReranker(self.config.rerank)
         return self._reranker if self.config.rerank is not None else None
 
-    def build_index(self, repo: str | Path, progress: Progress | None = None, rev: str | None = None) -> RepoIndex:
+    def build_index(self, repo: str | Path, progress: Progress | None = None, rev: str | None = None,
+                    previous: RepoIndex | None = None) -> RepoIndex:
         """The snapshot this config ranks: chunks at ``rev`` (default ``config.rev``), with embeddings
-        when the retriever needs them."""
+        when the retriever needs them. ``previous``, an earlier snapshot of the same repository,
+        lends its unchanged files (a warm server's refresh)."""
         index = build_index(repo, rev or self.config.rev, encoder=self.embedder, config=self.config.index,
-                            progress=progress)
+                            progress=progress, previous=previous)
         self.history(index, progress)
         return index
 
@@ -203,15 +207,20 @@ class RankingPipeline:
         self.history_note = view.history.note
         return view
 
-    def retriever(self, index: RepoIndex) -> Retriever:
+    def retriever(self, index: RepoIndex, previous: tuple[RepoIndex, Retriever] | None = None) -> Retriever:
+        """The configured retriever over ``index``. ``previous`` is an earlier snapshot and its
+        retriever: BM25 is then updated with the changed files instead of rebuilt."""
         if self._retriever is None or self._retriever[0] is not index:
             kind = self.config.retriever
+            earlier = None
+            if previous is not None and (bm25 := bm25_part(previous[1])) is not None:
+                earlier = (previous[0], bm25)
             if kind == "bm25":
-                retriever: Retriever = self._shared.bm25(index)
+                retriever: Retriever = self._shared.bm25(index, earlier)
             elif kind == "dense":
                 retriever = DenseRetriever(index, self.embedder)
             else:
-                retriever = HybridRetriever(self._shared.bm25(index), DenseRetriever(index, self.embedder))
+                retriever = HybridRetriever(self._shared.bm25(index, earlier), DenseRetriever(index, self.embedder))
             self._retriever = (index, retriever)
         return self._retriever[1]
 

@@ -7,13 +7,15 @@ its best chunk, since a file's embedding sees only its first few hundred tokens.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from indexer.index import RepoIndex
+from indexer.reuse import carried_rows
+
+from localizer.retrieval.bm25 import IncrementalBM25
 
 from localizer.retrieval.query import IssueQuery
 from localizer.retrieval.faiss_index import flat_ip_index, search
@@ -39,37 +41,49 @@ def _function_rows(index: RepoIndex) -> list[int]:
 
 
 class BM25Retriever:
-    """bm25s over identifier sub-words: functions as units, and whole files as units."""
+    """BM25 over identifier sub-words: functions as units, and whole files as units.
+
+    With ``previous`` (an earlier snapshot of the same repository and its retriever, as a warm
+    server has) only the documents of changed files are indexed; the rest is carried over
+    (:mod:`localizer.retrieval.bm25`). The scores are the same either way.
+    """
 
     name = "bm25"
 
-    def __init__(self, index: RepoIndex) -> None:
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG on import, which floods stderr.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-
+    def __init__(self, index: RepoIndex, previous: tuple[RepoIndex, "BM25Retriever"] | None = None) -> None:
         self._function_rows = _function_rows(index)
         self._file_rows = [i for i, c in enumerate(index.chunks) if c.kind == "file"]
         self._paths = [index.chunks[i].path for i in self._file_rows]
-        self._functions = bm25s.BM25()
-        self._files = bm25s.BM25()
-        # bm25s needs a non-empty corpus; an empty list scores nothing anyway.
-        if self._function_rows:
-            self._functions.index([index.terms[i] for i in self._function_rows], show_progress=False)
-        if self._file_rows:
-            self._files.index([index.terms[i] for i in self._file_rows], show_progress=False)
+        if previous is None or previous[0].root != index.root or not index.spans:
+            self._functions = IncrementalBM25([index.terms[i] for i in self._function_rows])
+            self._files = IncrementalBM25([index.terms[i] for i in self._file_rows])
+            return
+        old_index, old = previous
+        mapping = carried_rows(old_index.spans, index.spans, len(old_index.chunks))
+        self._functions = _carry(old._functions, old._function_rows, self._function_rows, mapping, index.terms)
+        self._files = _carry(old._files, old._file_rows, self._file_rows, mapping, index.terms)
 
     def score(self, query: IssueQuery) -> Scores:
         functions: dict[int, float] = {}
         files: dict[str, float] = {}
         if self._function_rows and query.terms:
-            values = self._functions.get_scores(query.terms)
-            functions = {row: float(v) for row, v in zip(self._function_rows, values)}
+            values = self._functions.scores(query.terms)
+            functions = dict(zip(self._function_rows, values.tolist()))
         if self._file_rows and query.terms:
-            values = self._files.get_scores(query.terms)
-            files = {path: float(v) for path, v in zip(self._paths, values)}
+            values = self._files.scores(query.terms)
+            files = dict(zip(self._paths, values.tolist()))
         return Scores(functions, files)
+
+
+def _carry(bm25: IncrementalBM25, old_rows: list[int], new_rows: list[int], mapping: np.ndarray,
+           terms: list[list[str]]) -> IncrementalBM25:
+    """``bm25`` (whose slots are ``old_rows``) updated to slots ``new_rows`` of the new snapshot."""
+    slot_of_row = np.full(len(terms), -1, dtype=np.int64)
+    slot_of_row[new_rows] = np.arange(len(new_rows))
+    moved = mapping[np.asarray(old_rows, dtype=np.int64)]
+    carried = np.where(moved >= 0, slot_of_row[np.maximum(moved, 0)], -1)
+    added = np.setdiff1d(np.arange(len(new_rows)), carried[carried >= 0], assume_unique=True)
+    return bm25.updated(carried, added.tolist(), [terms[row] for row in new_rows])
 
 
 class DenseRetriever:
@@ -111,14 +125,21 @@ class HybridRetriever:
     name = "hybrid"
 
     def __init__(self, bm25: BM25Retriever, dense: DenseRetriever, k: int = 60) -> None:
-        self._bm25 = bm25
+        self.bm25 = bm25
         self._dense = dense
         self._k = k
 
     def score(self, query: IssueQuery) -> Scores:
-        sparse = self._bm25.score(query)
+        sparse = self.bm25.score(query)
         dense = self._dense.score(query)
         return Scores(
             functions=reciprocal_rank_fusion([order(sparse.functions), order(dense.functions)], self._k),
             files=reciprocal_rank_fusion([order(sparse.files), order(dense.files)], self._k),
         )
+
+
+def bm25_part(retriever: Retriever) -> BM25Retriever | None:
+    """The BM25 index inside a retriever (itself, or hybrid's sparse half); None for dense."""
+    if isinstance(retriever, BM25Retriever):
+        return retriever
+    return getattr(retriever, "bm25", None)
