@@ -5,6 +5,8 @@ be run, resumed and inspected one at a time:
 
     cornstack-train download docs/registry-sources.json --out sources/   # optional: registry code
     cornstack-train mine SOURCES... --out data/mined
+    cornstack-train mine --repos-list docs/history-repos.json --repos-dir train-repos --out data/mined
+                                              # pinned, licence-gated (docs/training-data.md)
     cornstack-train filter data/mined --out data/filtered
     cornstack-train negatives data/filtered --out data/negatives
     cornstack-train train data/negatives --out models/embedder

@@ -9,9 +9,15 @@ functions a diff touches is decided exactly as SWE-bench gold functions are
 function holding them, insertions the function they land in.
 
 Commits that make poor queries are skipped: merges, huge commits (the message
-cannot describe each of dozens of files), commits touching many functions, and
-messages that are only a version bump, release, revert, merge, typo or
-formatting change.
+cannot describe each of dozens of files), commits touching many functions,
+commits by bots (dependabot, renovate, pre-commit-ci: generated messages about
+dependencies, not behaviour) and messages that are only a version bump,
+release, revert, merge, typo or formatting change.
+
+Of the commits left, those whose message says what was wrong ("Fix crash
+when...", "wrong offset in...") come first, because they read like the issues
+the model will be asked about; then ``max_pairs`` caps the pairs one repository
+gives, so a project with a long history cannot fill the corpus with its style.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from indexer.filters import FileFilter
 from indexer.git.blobs import GitBlobReader
@@ -45,6 +51,7 @@ class CommitConfig:
     max_files: int = 10
     max_changed_lines: int = 500
     max_functions: int = 5
+    max_pairs: int = 300  # commit pairs kept per repository, fault-describing commits first (0: no cap)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,15 @@ class CommitPair:
     name: str
     language: str
     positive: str
+
+
+@dataclass(frozen=True)
+class UsableCommit:
+    """A commit that passed every rule, with its pairs; ``describes_fault`` orders it before the rest."""
+
+    sha: str
+    describes_fault: bool
+    pairs: tuple[CommitPair, ...]
 
 
 # ------------------------------------------------------------ messages
@@ -113,6 +129,59 @@ def skip_reason_for_message(message: str) -> str | None:
     return None
 
 
+# Words by which a message says what was wrong. Narrower than localizer.history.view.FIX_WORDS on
+# purpose: that signal also counts "#123", "issue" and "closes", which mark references, and on
+# projects that merge through GitHub nearly every commit has one, so they would order nothing.
+FAULT_WORDS = re.compile(
+    r"\b(fix(e[sd]|ing)?|bug(s|fix\w*)?|hotfix|errors?|erroneous\w*|crash(es|ed|ing)?|wrong\w*|"
+    r"fail(s|ed|ing|ures?)?|regressions?|regressed|incorrect\w*|broken|mistake\w*)\b", re.I)
+
+# Bot authors, by name or email (a superset of localizer.triage.owners.is_bot, which also needs
+# pre-commit-ci and greenkeeper; importing it would pull the whole localizer API into mining).
+_BOT = re.compile(
+    r"\[bot\]|\b(dependabot(-preview)?|renovate(-bot)?|github-actions|pre-commit-ci|greenkeeper(io)?|"
+    r"snyk-bot|pyup-bot|imgbot|allcontributors|mergify|deepsource-autofix|codecov-io)\b", re.I)
+
+
+def is_bot_author(name: str, email: str) -> bool:
+    """Whether a commit was authored by a bot: ``dependabot[bot]``, ``renovate-bot``, ``pre-commit-ci``..."""
+    local = email.split("@", 1)[0]
+    return bool(_BOT.search(name) or _BOT.search(local))
+
+
+def describes_fault(message: str) -> bool:
+    """Whether a (cleaned) message names something that was wrong: a fix, bug, error, crash, failure..."""
+    return bool(FAULT_WORDS.search(message))
+
+
+def commit_skip_reason(commit: RawCommit, config: CommitConfig) -> str | None:
+    """Why a commit cannot be a query, before its patch is read: ``too_large``, ``bot`` or a message reason."""
+    if commit.files > config.max_files or commit.changed_lines > config.max_changed_lines:
+        return "too_large"
+    if is_bot_author(commit.author, commit.email):
+        return "bot"
+    return skip_reason_for_message(commit.message)
+
+
+def select_commits(usable: Sequence[UsableCommit], max_pairs: int) -> tuple[list[UsableCommit], int]:
+    """Fault-describing commits first (newest first within each group), whole commits up to ``max_pairs``.
+
+    A commit whose pairs would overflow the cap is left out and a smaller later one may still fit,
+    so the cap is filled without splitting a commit's functions (its message describes them all).
+    Returns the chosen commits and how many were left out.
+    """
+    ordered = sorted(usable, key=lambda c: not c.describes_fault)  # stable: keeps git's newest-first order
+    if max_pairs <= 0:
+        return ordered, 0
+    chosen: list[UsableCommit] = []
+    total = 0
+    for c in ordered:
+        if total + len(c.pairs) <= max_pairs:
+            chosen.append(c)
+            total += len(c.pairs)
+    return chosen, len(ordered) - len(chosen)
+
+
 # ----------------------------------------------------------------- git
 
 def iter_commits(repo: Path, config: CommitConfig) -> Iterator[RawCommit]:
@@ -133,28 +202,30 @@ def iter_commits(repo: Path, config: CommitConfig) -> Iterator[RawCommit]:
 
 
 def commit_pairs(
-    repo: Path, config: CommitConfig, file_filter: FileFilter | None = None, stats: dict[str, int] | None = None
+    repo: Path, config: CommitConfig, file_filter: FileFilter | None = None, stats: dict[str, int] | None = None,
+    check: Callable[[CommitPair], str | None] | None = None,
 ) -> Iterator[CommitPair]:
-    """Pairs of (cleaned message, pre-commit function) for the commits of ``repo``.
+    """Pairs of (cleaned message, pre-commit function) for the commits of ``repo``, fault-describing commits first.
 
-    ``stats`` (optional) counts commits by outcome: ``commits_used`` and one
-    ``commit_skipped_<reason>`` per skip reason.
+    ``check`` (optional) says why a pair is unusable (the quality rules); such pairs are dropped
+    before the cap, so the cap counts pairs that will be kept. ``stats`` (optional) counts commits
+    by outcome: ``commits_used``, ``commits_used_fault`` (of them, those whose message describes a
+    fault), one ``commit_skipped_<reason>`` per skip reason and ``dropped_commit_<issue>`` per pair.
+    The whole window is read before the first pair comes out, since the order needs all of it.
     """
     file_filter = file_filter or FileFilter()
     counts = stats if stats is not None else {}
 
-    def skip(reason: str) -> None:
-        counts[f"commit_skipped_{reason}"] = counts.get(f"commit_skipped_{reason}", 0) + 1
+    def bump(key: str, n: int = 1) -> None:
+        counts[key] = counts.get(key, 0) + n
 
+    usable: list[UsableCommit] = []
     reader = GitBlobReader(repo)
     try:
         for commit in iter_commits(repo, config):
-            if commit.files > config.max_files or commit.changed_lines > config.max_changed_lines:
-                skip("too_large")
-                continue
-            reason = skip_reason_for_message(commit.message)
+            reason = commit_skip_reason(commit, config)
             if reason:
-                skip(reason)
+                bump(f"commit_skipped_{reason}")
                 continue
             message = clean_message(commit.message)
             found: list[CommitPair] = []
@@ -173,12 +244,31 @@ def commit_pairs(
                     found.append(CommitPair(commit.sha, message, path, d.name, language,
                                             function_code(d, rows, drop_doc=False)))
             if not found:
-                skip("no_function")
+                bump("commit_skipped_no_function")
                 continue
             if len(found) > config.max_functions:
-                skip("too_many_functions")
+                bump("commit_skipped_too_many_functions")
                 continue
-            counts["commits_used"] = counts.get("commits_used", 0) + 1
-            yield from found
+            if check is not None:
+                kept = []
+                for pair in found:
+                    issue = check(pair)
+                    if issue:
+                        bump(f"dropped_commit_{issue}")
+                    else:
+                        kept.append(pair)
+                if not kept:
+                    bump("commit_skipped_no_clean_pair")
+                    continue
+                found = kept
+            usable.append(UsableCommit(commit.sha, describes_fault(message), tuple(found)))
     finally:
         reader.close()
+    chosen, capped = select_commits(usable, config.max_pairs)
+    if capped:
+        bump("commit_skipped_pair_cap", capped)
+    for c in chosen:
+        bump("commits_used")
+        if c.describes_fault:
+            bump("commits_used_fault")
+        yield from c.pairs

@@ -7,6 +7,10 @@ Sources, each mined on its own into a shard so a long run can resume:
   objects for a revision or a bare repo): docstring pairs
   (:mod:`cornstack_train.data.docstrings`) and, from its history, commit-message
   pairs (:mod:`cornstack_train.data.commits`);
+* the entries of repository lists (``--repos-list docs/history-repos.json``), each
+  mined at its own pinned ``head`` and only when the licence gate
+  (:mod:`cornstack_train.data.licenses`) finds it permissive there; the verdict
+  goes into the source's stats, refusals into ``licence_refused``;
 * ``hub:<dataset id>``: rows of a published CoRNStack dataset
   (``nomic-ai/cornstack-python-v1``...; columns ``query`` and ``document``),
   streamed, up to a limit.
@@ -41,9 +45,10 @@ from indexer.filters import FileFilter, content_skip_reason
 from indexer.source import open_source
 
 from cornstack_train.data.cleaning import QualityConfig, code_hash, code_issue, deduplicate, pair_issue, query_issue
-from cornstack_train.data.commits import CommitConfig, commit_pairs
+from cornstack_train.data.commits import CommitConfig, CommitPair, commit_pairs
 from cornstack_train.data.denylist import BenchmarkHashes, canonical_repo_name, denied_by_name
 from cornstack_train.data.docstrings import docstring_pairs
+from cornstack_train.data.licenses import LicenseVerdict, RepoEntry, gate, load_repo_list
 from cornstack_train.data.records import PAIR_COLUMNS
 from cornstack_train.errors import TrainingError
 
@@ -65,6 +70,10 @@ class MineConfig:
 
     sources: tuple[str, ...] = ()  # repo paths and hub:<id> entries
     sources_dir: str | None = None  # every repo in it (manifest.json names them when present)
+    repos_lists: tuple[str, ...] = ()  # docs/*-repos.json: each entry mined at its pinned head, licence-gated
+    repos_dir: str | None = None  # where the listed repositories are, as owner__name
+    languages: tuple[str, ...] = ()  # only list entries of these languages (all when empty)
+    max_repos: int | None = None  # only the first N repositories that pass the gate, in name order
     rev: str | None = None  # None: the work tree, or HEAD of a bare repo
     max_pairs_per_repo: int = 1500  # docstring pairs kept per repository, after quality rules
     hub_limit: int = 100_000  # rows read per hub dataset
@@ -93,6 +102,8 @@ class SourceSpec:
     location: str  # a path, or hub:<dataset id>
     repo: str  # owner/name
     language: str | None = None  # as declared by a manifest, informational
+    rev: str | None = None  # a pinned commit (repository lists); None: the run's --rev
+    license: LicenseVerdict | None = None  # the licence gate's verdict, for list entries
 
     @property
     def is_hub(self) -> bool:
@@ -100,8 +111,19 @@ class SourceSpec:
 
     @property
     def shard_name(self) -> str:
+        """Named by repository, location and pin: a list whose pin moves mines the new commit afresh."""
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.repo)
-        return f"{safe}-{hashlib.sha1(self.location.encode()).hexdigest()[:8]}"
+        where = self.location if self.rev is None else f"{self.location}@{self.rev}"
+        return f"{safe}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class SourcePlan:
+    """The sources of a run, and the list entries left out with one-line reasons."""
+
+    specs: list[SourceSpec]
+    licence_refused: dict[str, str] = field(default_factory=dict)  # repo -> reason
+    denied: dict[str, str] = field(default_factory=dict)  # repo -> deny-list reason
 
 
 def pair_id(kind: str, repo: str, path: str, name: str, query: str, positive: str) -> str:
@@ -123,7 +145,50 @@ def make_row(kind: str, repo: str, path: str, name: str, query: str, positive: s
 
 def discover_sources(config: MineConfig) -> list[SourceSpec]:
     """The sources of a run, in a stable order; unknown paths are a :class:`MiningError`."""
-    specs: list[SourceSpec] = []
+    return plan_sources(config).specs
+
+
+def listed_sources(config: MineConfig) -> SourcePlan:
+    """Sources from the repository lists: in ``languages``, not deny-listed, permissive at their pin.
+
+    The deny-list is checked first (the SWE-bench and evaluation repositories are never read,
+    whatever their licence), then the licence gate; ``max_repos`` takes the first N that pass,
+    in name order, so a smaller corpus is a prefix of the larger one.
+    """
+    if not config.repos_lists:
+        return SourcePlan([])
+    if not config.repos_dir:
+        raise MiningError("--repos-list needs --repos-dir: the directory of owner__name clones")
+    if not Path(config.repos_dir).is_dir():
+        raise MiningError(f"--repos-dir does not exist or is not a directory: {config.repos_dir}")
+    entries: dict[str, RepoEntry] = {}
+    denied: dict[str, str] = {}
+    for listing in config.repos_lists:
+        for entry in load_repo_list(listing):
+            if config.languages and entry.language not in config.languages:
+                continue
+            reason = denied_by_name(entry.repo)
+            if reason:
+                denied[canonical_repo_name(entry.repo)] = reason
+                continue
+            entries.setdefault(entry.repo, entry)
+    result = gate(sorted(entries.values(), key=lambda e: e.dir_name.lower()), config.repos_dir)
+    kept = result.kept[:config.max_repos] if config.max_repos else result.kept
+    specs = [SourceSpec(str(g.path), canonical_repo_name(g.entry.repo), g.entry.language, g.entry.head, g.verdict)
+             for g in kept]
+    refused = {canonical_repo_name(v.repo): v.reason for v in result.refused}
+    for repo, reason in refused.items():
+        log.warning("mine: refusing %s: %s", repo, reason)
+    return SourcePlan(specs, refused, denied)
+
+
+def plan_sources(config: MineConfig) -> SourcePlan:
+    """Every source of a run (directories, lists, hub datasets) and what the lists left out."""
+    plan = listed_sources(config)
+    specs = plan.specs
+    # A repository the lists name is theirs to judge: --sources-dir neither mines it twice nor
+    # brings back one the gate refused.
+    governed = {s.repo for s in specs} | set(plan.licence_refused) | set(plan.denied)
     if config.sources_dir:
         root = Path(config.sources_dir)
         if not root.is_dir():
@@ -133,13 +198,14 @@ def discover_sources(config: MineConfig) -> list[SourceSpec]:
             entries = json.loads(manifest.read_text())
             for e in entries:
                 path = Path(e.get("path") or root / e["repo"].replace("/", "__"))
-                if path.exists():
+                if path.exists() and canonical_repo_name(e["repo"]) not in governed:
                     specs.append(SourceSpec(str(path), canonical_repo_name(e["repo"]), e.get("language")))
             listed = {Path(s.location).name for s in specs}
         else:
             listed = set()
         for child in sorted(root.iterdir()):
-            if child.name not in listed and child.is_dir() and not child.name.startswith("."):
+            if (child.name not in listed and child.is_dir() and not child.name.startswith(".")
+                    and canonical_repo_name(child.name) not in governed):
                 specs.append(SourceSpec(str(child), canonical_repo_name(child.name)))
     for location in config.sources:
         if location.startswith(HUB_PREFIX):
@@ -152,7 +218,7 @@ def discover_sources(config: MineConfig) -> list[SourceSpec]:
         if not path.is_dir():
             raise MiningError(f"source is not a directory: {location}")
         specs.append(SourceSpec(str(path), canonical_repo_name(path.resolve().name)))
-    return specs
+    return plan
 
 
 def _hub_language(dataset_id: str) -> str | None:
@@ -192,10 +258,14 @@ def mine_repository(spec: SourceSpec, config: MineConfig,
         return [], stats
     file_filter = FileFilter(max_file_size=config.max_file_size, include_tests=config.include_tests)
     try:
-        source = open_source(spec.location, config.rev, file_filter)
+        source = open_source(spec.location, spec.rev or config.rev, file_filter)
     except RepositoryError as exc:
         raise MiningError(str(exc)) from None
-    head = _head_commit(Path(spec.location), config.rev)
+    if spec.license is not None:
+        v = spec.license
+        stats["license"] = {"spdx": v.spdx, "file": v.file, "commit": v.commit, "reason": v.reason}
+    rev = spec.rev or config.rev
+    head = _head_commit(Path(spec.location), rev)
     origin = f"git:{head}" if head else f"dir:{spec.location}"
     doc_rows: list[dict[str, str]] = []
     try:
@@ -227,12 +297,12 @@ def mine_repository(spec: SourceSpec, config: MineConfig,
 
     commit_rows: list[dict[str, str]] = []
     if config.commits and head:
-        commit_cfg = dataclasses.replace(config.commit, rev=config.rev or "HEAD")
-        for cp in commit_pairs(Path(spec.location), commit_cfg, file_filter, stats):
-            issue = query_issue(cp.query, config.quality) or code_issue(cp.positive, config.quality)
-            if issue:
-                _bump(stats, f"dropped_commit_{issue}")
-                continue
+        commit_cfg = dataclasses.replace(config.commit, rev=head)
+
+        def unusable(cp: CommitPair) -> str | None:
+            return query_issue(cp.query, config.quality) or code_issue(cp.positive, config.quality)
+
+        for cp in commit_pairs(Path(spec.location), commit_cfg, file_filter, stats, check=unusable):
             commit_rows.append(make_row("commit", spec.repo, cp.path, cp.name, cp.query, cp.positive,
                                         cp.language, f"commit:{cp.commit}"))
     stats["commit_pairs"] = len(commit_rows)
@@ -337,7 +407,8 @@ def assemble(shards: list[tuple[list[dict[str, str]], dict[str, Any]]], config: 
     for _, s in shards:
         for key, value in s.items():
             if isinstance(value, int) and (key.startswith(("dropped_", "commit_skipped_")) or key in (
-                    "documented_functions", "files", "files_skipped_content", "commits_used", "hub_rows")):
+                    "documented_functions", "files", "files_skipped_content", "commits_used", "commits_used_fault",
+                    "hub_rows")):
                 _bump(totals, key, value)
     stats: dict[str, Any] = {"before_dedup": len(rows)}
     kept: list[dict[str, str]] = []
@@ -378,9 +449,12 @@ def run_mine(config: MineConfig, out: str | Path, overwrite: bool = False,
 
     from cornstack_train.data.records import save_stage
 
-    specs = discover_sources(config)
+    plan = plan_sources(config)
+    specs = plan.specs
     if not specs:
-        raise MiningError("no sources: give repository paths, --sources-dir or hub:<dataset id>")
+        refused = f" ({len(plan.licence_refused)} refused by the licence gate)" if plan.licence_refused else ""
+        raise MiningError(f"no sources: give repository paths, --sources-dir, --repos-list or hub:<dataset id>"
+                          f"{refused}")
     benchmark = None
     shard_dir = work_dir_for(out) / "shards"
     if config.benchmark_repos_dir:
@@ -411,7 +485,10 @@ def run_mine(config: MineConfig, out: str | Path, overwrite: bool = False,
         raise MiningError(next(iter(errors.values())))
     result = assemble(shards, config, benchmark)
     stats = {"stage": "mine", "config": dataclasses.asdict(config), "errors": errors,
-             "shards_reused": reused, **result.stats}
+             "shards_reused": reused, **result.stats,
+             "licence_refused": dict(sorted(plan.licence_refused.items()))}
+    stats["denied_repos"] = dict(sorted({**plan.denied, **stats.get("denied_repos", {})}.items()))
+    stats["licenses"] = {s["repo"]: s["license"]["spdx"] for _, s in shards if s.get("license")}
     columns = {c: [r[c] for r in result.rows] for c in PAIR_COLUMNS}
     save_stage(Dataset.from_dict(columns), out, stats, overwrite=overwrite)
     return stats

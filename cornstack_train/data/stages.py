@@ -69,8 +69,20 @@ def _model_options(func):
 @click.argument("sources", nargs=-1)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output stage directory.")
 @click.option("--sources-dir", type=click.Path(file_okay=False),
-              help="Mine every repository in this directory (manifest.json, if present, names them).")
-@click.option("--rev", default=None, help="Revision to mine (default: work tree, or HEAD of a bare repo).")
+              help="Mine every repository in this directory (manifest.json, if present, names them); "
+                   "no licence gate, so not for weights that ship.")
+@click.option("--repos-list", "repos_lists", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Repository list with pinned heads and licences (docs/history-repos.json); repeatable. "
+                   "Each entry is mined at its own head, only if permissive there (the licence gate).")
+@click.option("--repos-dir", type=click.Path(file_okay=False),
+              help="Where --repos-list's repositories are, as owner__name clones (bare or not).")
+@click.option("--language", "languages", multiple=True,
+              help="Only --repos-list entries of this language (repeatable).")
+@click.option("--max-repos", default=None, type=click.IntRange(1),
+              help="Only the first N --repos-list repositories that pass the gate, in name order.")
+@click.option("--rev", default=None,
+              help="Revision to mine for SOURCES and --sources-dir (default: work tree, or HEAD of a bare repo); "
+                   "--repos-list entries use their pinned head.")
 @click.option("--max-pairs-per-repo", default=1500, show_default=True, type=click.IntRange(0),
               help="Docstring pairs kept per repository after cleaning (0: no cap).")
 @click.option("--max-commits", default=500, show_default=True, type=click.IntRange(0),
@@ -82,6 +94,8 @@ def _model_options(func):
               help="Skip commits that add or remove more lines.")
 @click.option("--max-commit-functions", default=5, show_default=True, type=click.IntRange(1),
               help="Skip commits that change more functions (their message is too diffuse).")
+@click.option("--max-commit-pairs", default=CommitConfig.max_pairs, show_default=True, type=click.IntRange(0),
+              help="Commit pairs kept per repository, commits whose message describes a fault first (0: no cap).")
 @click.option("--hub-limit", default=100_000, show_default=True, type=click.IntRange(1),
               help="Rows read from each hub:<dataset> source.")
 @click.option("--benchmark-repos-dir", type=click.Path(file_okay=False),
@@ -90,27 +104,31 @@ def _model_options(func):
               help="MinHash Jaccard above which a code is a near-duplicate (1 disables).")
 @click.option("--include-tests", is_flag=True, help="Also mine test files.")
 @click.option("--overwrite", is_flag=True, help="Redo a finished output.")
-def mine_command(sources, out, sources_dir, rev, max_pairs_per_repo, max_commits, no_commits, max_commit_files,
-                 max_commit_lines, max_commit_functions, hub_limit, benchmark_repos_dir, near_dup_threshold,
-                 include_tests, overwrite):
+def mine_command(sources, out, sources_dir, repos_lists, repos_dir, languages, max_repos, rev, max_pairs_per_repo,
+                 max_commits, no_commits, max_commit_files, max_commit_lines, max_commit_functions, max_commit_pairs,
+                 hub_limit, benchmark_repos_dir, near_dup_threshold, include_tests, overwrite):
     """Mine (query, code) pairs: docstrings, commit messages, published CoRNStack data.
 
     SOURCES are repository paths (work tree, bare git dir or plain directory)
     and hub:<dataset id> entries, e.g. hub:nomic-ai/cornstack-python-v1.
     Pairs pass CoRNStack's cleaning rules, then exact and near-duplicate
-    removal; the twelve SWE-bench repositories, their forks and copies of
-    their functions are never mined. Finished sources are kept in <out>.work
-    and reused by a rerun.
+    removal; the twelve SWE-bench repositories, the eight evaluation
+    repositories, their forks and copies of their functions are never mined.
+    With --repos-list, each listed repository is mined at its pinned head and
+    only when its licence there is permissive (docs/training-data.md).
+    Finished sources are kept in <out>.work and reused by a rerun.
     """
     from cornstack_train.data.mining import MineConfig, run_mine
 
     if _skip_existing(out, overwrite):
         return
     config = MineConfig(
-        sources=tuple(sources), sources_dir=sources_dir, rev=rev, max_pairs_per_repo=max_pairs_per_repo,
+        sources=tuple(sources), sources_dir=sources_dir, repos_lists=tuple(repos_lists), repos_dir=repos_dir,
+        languages=tuple(languages), max_repos=max_repos, rev=rev, max_pairs_per_repo=max_pairs_per_repo,
         hub_limit=hub_limit, commits=not no_commits and max_commits > 0,
         commit=CommitConfig(rev=rev or "HEAD", max_commits=max_commits, max_files=max_commit_files,
-                            max_changed_lines=max_commit_lines, max_functions=max_commit_functions),
+                            max_changed_lines=max_commit_lines, max_functions=max_commit_functions,
+                            max_pairs=max_commit_pairs),
         near_dup_threshold=None if near_dup_threshold >= 1 else near_dup_threshold,
         benchmark_repos_dir=benchmark_repos_dir, include_tests=include_tests,
     )
@@ -121,7 +139,7 @@ def mine_command(sources, out, sources_dir, rev, max_pairs_per_repo, max_commits
         fail(exc)
     finally:
         bar.close()
-    _summary(stats, ("pairs", "pairs_by_kind", "pairs_by_language", "errors"))
+    _summary(stats, ("pairs", "pairs_by_kind", "pairs_by_language", "errors", "licence_refused"))
     click.echo(f"wrote {stats['pairs']} pairs to {out}", err=True)
 
 

@@ -26,6 +26,7 @@ from localizer.learned.features import FILE_FEATURES, FUNCTION_FEATURES
 from localizer.learned.shipped import SHIPPED_RANKER
 
 from cornstack_train.data.denylist import denied_by_name
+from cornstack_train.data.licenses import PERMISSIVE
 from cornstack_train.errors import StageCommand, TrainingError
 from cornstack_train.ranker.dataset import TrainingRepo, build_rows, load_rows
 from cornstack_train.ranker.fit import FitConfig, data_digest, fit_ranker
@@ -33,9 +34,6 @@ from cornstack_train.ranker.mining import MiningConfig
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _DIR = click.Path(file_okay=False, path_type=Path)
-
-
-PERMISSIVE = frozenset({"MIT", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "0BSD"})
 
 
 def training_repos(lists: tuple[Path, ...], repos_dir: Path, languages: tuple[str, ...],

@@ -34,6 +34,8 @@ class RawCommit:
     files: int
     changed_lines: int
     time: int = 0  # author time, seconds since the epoch
+    author: str = ""  # author name, as git records it
+    email: str = ""  # author email; with the name, how a bot (dependabot[bot], renovate) is told apart
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def iter_commits(
     which a repository with missing blobs (a partial mirror) needs, since detection reads them.
     A failing ``git log`` raises :class:`GitError` once the stream ends.
     """
-    fmt = f"{_COMMIT_MARK}%H %P %at%n%B%x02"
+    # The author rides on the mark line after NULs: a name may hold spaces, never a NUL or newline.
+    fmt = f"{_COMMIT_MARK}%H %P %at%x00%an%x00%ae%n%B%x02"
     args = ["log", "--no-merges", "--no-color", "--no-ext-diff", "--no-textconv", "-p", "-U0",
             f"--format={fmt}", "-M" if renames else "--no-renames"]
     if max_count is not None:
@@ -117,7 +120,7 @@ def _parse(stream, limits: LogLimits, include_root: bool) -> Iterator[RawCommit]
         if c is None or (not c["parents"] and not include_root):
             return None
         return RawCommit(c["sha"], c["parents"], c["message"], "".join(c["patch"]) if c["keep"] else "",
-                         c["files"], c["lines"], c["time"])
+                         c["files"], c["lines"], c["time"], c["author"], c["email"])
 
     in_message = False
     for raw in stream:
@@ -126,9 +129,12 @@ def _parse(stream, limits: LogLimits, include_root: bool) -> Iterator[RawCommit]
             done = finish(current)
             if done is not None:
                 yield done
-            fields = line[len(_COMMIT_MARK):].split()
+            head, _, ident = line[len(_COMMIT_MARK):].rstrip("\r\n").partition("\x00")
+            author, _, email = ident.partition("\x00")
+            fields = head.split()
             time = int(fields[-1]) if len(fields) >= 2 and fields[-1].isdigit() else 0
-            current = {"sha": fields[0], "parents": tuple(fields[1:-1]), "time": time, "msg": [], "message": "",
+            current = {"sha": fields[0], "parents": tuple(fields[1:-1]), "time": time, "author": author.strip(),
+                       "email": email.strip(), "msg": [], "message": "",
                        "patch": [], "files": 0, "lines": 0, "keep": True}
             in_message = True
             continue
