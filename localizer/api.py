@@ -146,6 +146,6 @@ class Localizer:
     def localize(self, issue_text: str, top_k: int | None = None) -> LocalizationResult:
         started = time.perf_counter()
         ranking = self.rank(issue_text)
-        notes = [self.pipeline.history_note] if self.pipeline.history_note else []
+        notes = [note for note in (self.pipeline.history_note, self.pipeline.rerank_note) if note]
         return LocalizationResult.from_ranking(ranking, top_k or self.config.top_k, self.config.retriever,
                                                time.perf_counter() - started, notes)

@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from indexer.index import Progress, RepoIndex, build_index
 
-from indexer.errors import LocalizerError
+from indexer.errors import LocalizerError, ModelLoadError
 from indexer.history.build import History
 from indexer.history.store import read_history
 
@@ -54,6 +54,7 @@ from localizer.learned.model import RankerModel
 from localizer.learned.rank import learned_order
 from localizer.learned.shipped import HISTORY_ONLY, load_ranker
 from localizer.rerank.reranker import ListwiseReranker
+from localizer.rerank.shipped import not_installed_note
 from localizer.retrieval.query import IssueQuery, build_query
 from localizer.retrieval.ranking import final_scores, mentioned_files, order
 from localizer.retrieval.retrievers import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever,
@@ -162,6 +163,7 @@ class RankingPipeline:
         self._retriever: tuple[RepoIndex, Retriever] | None = None
         self._ranker: RankerModel | None = load_ranker(config.ranker)
         self.history_note: str | None = None  # why the last snapshot ranked without (full) history
+        self.rerank_note: str | None = None  # why a default (not asked-for) rerank was skipped
 
     @property
     def embedder(self) -> Embedder | StaticEmbedder | None:
@@ -251,8 +253,15 @@ class RankingPipeline:
             file_scores, function_scores = learned_order(candidates, self._ranker)
         ranking = Ranking(index, query, order(file_scores), file_scores, order(function_scores), function_scores,
                           history=signals)
-        if self.reranker is not None and ranking.functions:
-            self._rerank(ranking, issue_text)
+        if self.reranker is not None and ranking.functions and self.rerank_note is None:
+            try:
+                self._rerank(ranking, issue_text)
+            except ModelLoadError as exc:
+                if self.config.rerank.required:
+                    raise
+                # on only because the build ships an adapter: rank without it, say why once per pipeline
+                log.warning("default reranking skipped: %s", exc)
+                self.rerank_note = not_installed_note(str(exc))
         return ranking
 
     def _rerank(self, ranking: Ranking, issue_text: str) -> None:

@@ -26,6 +26,7 @@ from localizer.rerank.fusion import FUSIONS
 from localizer.rerank.models import DEFAULT_RERANKER
 from localizer.rerank.reranker import RerankConfig
 from localizer.rerank.scorers import MODES
+from localizer.rerank.shipped import rerank_by_default, shipped_adapter
 from localizer.retrieval.retrievers import RETRIEVERS
 
 
@@ -88,14 +89,16 @@ OPTIONS: dict[str, Callable] = {
                                 "boosts for what the issue names; history: similar past fixes alone (a diagnostic); "
                                 "or the path of a ranker file (cornstack-train ranker-fit)."),
     # listwise reranking
-    "rerank": click.option("--rerank/--no-rerank", "rerank", default=False, show_default=True,
-                           help="Rerank the top functions with a listwise LLM; files follow the reranked functions."),
+    "rerank": click.option("--rerank/--no-rerank", "rerank", default=None,
+                           help="Rerank the top functions with a listwise LLM; files follow the reranked functions. "
+                                "Default: on when this build ships a trained reranker adapter "
+                                f"({'it does' if rerank_by_default() else 'it does not'}), else off."),
     "reranker_model": click.option("--reranker", "reranker_model", default=DEFAULT_RERANKER, show_default=True,
                                    metavar="MODEL",
                                    help="Causal LM: the packaged default, a Hugging Face id, a local directory or a "
                                         ".gguf file."),
     "reranker_adapter": click.option("--reranker-adapter", default=None, metavar="DIR",
-                                     help="A peft LoRA adapter to apply on top."),
+                                     help="A peft LoRA adapter to apply on top [default: the shipped one, if any]."),
     "rerank_depth": click.option("--rerank-depth", type=click.IntRange(min=1), default=_RERANK_DEFAULTS.depth,
                                  show_default=True, help="How many top functions the reranker reorders."),
     "rerank_window": click.option("--rerank-window", type=click.IntRange(min=2), default=_RERANK_DEFAULTS.window,
@@ -157,17 +160,29 @@ def localize_config(values: Mapping[str, Any], top_k: int = DEFAULT_TOP_K) -> Lo
         history=HistoryConfig(max_commits=values.get("history_commits") or HistoryConfig.max_commits)
         if values.get("history", True) else None,
         ranker=values.get("ranker") or DEFAULT_RANKER,
-        rerank=rerank_config(values) if values.get("rerank") else None,
+        rerank=_rerank_choice(values),
     )
 
 
-def rerank_config(values: Mapping[str, Any], fusion: str | None = None) -> RerankConfig:
+def _rerank_choice(values: Mapping[str, Any]) -> RerankConfig | None:
+    """``--rerank`` reranks, ``--no-rerank`` does not, neither follows what the build ships."""
+    chosen = values.get("rerank")
+    if chosen is False or (chosen is None and not rerank_by_default()):
+        return None
+    return rerank_config(values, required=chosen is True)
+
+
+def rerank_config(values: Mapping[str, Any], fusion: str | None = None, required: bool = True) -> RerankConfig:
     """The :class:`RerankConfig` of the ``--reranker``/``--rerank-*`` options; ``fusion`` overrides
-    ``--rerank-fusion`` (the harness sets it per system)."""
+    ``--rerank-fusion`` (the harness sets it per system). Without ``--reranker-adapter``, the
+    shipped adapter applies when the model is the packaged default it was trained on."""
     if values["rerank_stride"] > values["rerank_window"]:
         raise OptionError(f"--rerank-stride ({values['rerank_stride']}) must not exceed --rerank-window "
                                f"({values['rerank_window']})")
-    return RerankConfig(model=values["reranker_model"], adapter=values["reranker_adapter"],
+    adapter = values["reranker_adapter"]
+    if adapter is None and values["reranker_model"] == DEFAULT_RERANKER and shipped_adapter() is not None:
+        adapter = str(shipped_adapter())
+    return RerankConfig(model=values["reranker_model"], adapter=adapter, required=required,
                         depth=values["rerank_depth"], window=values["rerank_window"], stride=values["rerank_stride"],
                         mode=values["rerank_mode"], fusion=fusion or values.get("rerank_fusion") or RerankConfig.fusion,
                         device=values.get("device", "auto"))

@@ -52,6 +52,9 @@ class RerankConfig:
     # order alone on SWE-bench, zero-shot and trained (benchmarks/RESULTS.md). none: the model's order.
     fusion: str = "rrf"
     fusion_k: int = RRF_K
+    # False when reranking is on because the package ships an adapter, not because the user asked:
+    # a model that cannot load is then a note and the ranking goes on without it (shipped.py).
+    required: bool = True
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
