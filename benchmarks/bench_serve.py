@@ -191,6 +191,8 @@ def main() -> None:
     parser.add_argument("--index-dir", type=Path, default=None,
                         help="An index cache to reuse (the clone keeps the repository's blobs, so it hits) "
                              "[default: a fresh one in the temp dir: the first answer includes a cold build].")
+    parser.add_argument("--rerank", action="store_true", help="Serve with the listwise LLM reranker on.")
+    parser.add_argument("--reranker-adapter", default=None, help="A LoRA adapter for --rerank.")
     parser.add_argument("--calls", type=int, default=30, help="Warm localize calls to time.")
     parser.add_argument("--edits", type=int, default=3, help="One-file edits to time.")
     parser.add_argument("--commits", type=int, default=0,
@@ -214,9 +216,13 @@ def main() -> None:
             server_args += ["--model", args.model]
         if args.ranker:
             server_args += ["--ranker", args.ranker]
+        server_args += ["--rerank" if args.rerank else "--no-rerank"]
+        if args.reranker_adapter:
+            server_args += ["--reranker-adapter", args.reranker_adapter]
         issues = commit_messages(work_tree, max(args.calls, 1))
         report: dict[str, Any] = {
             "benchmark": "serve", "repo": str(args.repo), "retriever": args.retriever, "model": args.model,
+            "rerank": args.rerank, "reranker_adapter": args.reranker_adapter,
             "ranker": args.ranker or "default",
             "cpu": cpu_name(), "cpus": os.cpu_count(), "clone_s": round(time.perf_counter() - started, 3),
             "index_dir": "temp (cold)" if args.index_dir is None else str(index_dir),
