@@ -38,7 +38,8 @@ from cornstack_train.embedder.stages_ablation import ablate_command
 from cornstack_train.embedder.stages_static import distill_command
 from cornstack_train.errors import StageGroup
 from cornstack_train.ranker.stages import ranker_data_command, ranker_fit_command
-from cornstack_train.reranker.stages import eval_reranker_command, teacher_rank_command, train_reranker_command
+from cornstack_train.reranker.stages import (eval_reranker_command, ship_reranker_command, teacher_rank_command,
+                                            train_reranker_command)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -58,7 +59,7 @@ def main(verbose: int) -> None:
 
 for _command in (download_command, mine_command, filter_command, negatives_command, distill_command, train_command, eval_command,
                  harness_command, ship_command, ablate_command,
-                 teacher_rank_command, train_reranker_command, eval_reranker_command, ranker_data_command,
+                 teacher_rank_command, train_reranker_command, eval_reranker_command, ship_reranker_command, ranker_data_command,
                  ranker_fit_command):
     main.add_command(_command)
 

@@ -1,4 +1,5 @@
-"""Click commands for the reranker stages: ``teacher-rank``, ``train-reranker``, ``eval-reranker``.
+"""Click commands for the reranker stages: ``teacher-rank``, ``train-reranker``, ``eval-reranker``,
+and ``ship-reranker`` (install a trained adapter into the package, reranking's default switch).
 
 Thin: flags become the stage's config dataclass and the stage runs; a LocalizerError (or a config
 ``ValueError``) becomes one ``cornstack-train: error:`` line and exit status 1. The
@@ -318,6 +319,34 @@ def _retrieved_windows(rows, split, eval_config, retriever_model: str, device: s
     return windows
 
 
+@click.command("ship-reranker", cls=StageCommand, context_settings=CONTEXT)
+@click.argument("run", metavar="TRAIN_DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--eval", "evals", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An eval-reranker output that scored this adapter (repeatable; give the --shuffle one too): "
+              "its held-out figures go into the card.")
+@click.option("--mined", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The `mine` stage behind the training data (default: found through the stages' recorded inputs).")
+@click.option("--target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Install here instead of the package's localizer/models/reranker.")
+@click.option("--max-mb", type=click.FloatRange(0, min_open=True), default=25.0, show_default=True,
+              help="Refuse an adapter larger than this (megabytes of weights, config and training record).")
+def ship_reranker_command(run, evals, mined, target, max_mb):
+    """Install TRAIN_DIR's adapter (a train-reranker output) as the reranker the package ships, with its card.
+
+    An installed adapter turns reranking on by default in `localize`, so it is checked first: LoRA on the
+    packaged base model, inference's prompt budgets, within --max-mb, its data unchanged, its corpus
+    permissive, pinned in docs/ and clear of the benchmarks. It is then copied in atomically.
+    """
+    from cornstack_train.reranker.shipping import ship_reranker
+
+    try:
+        report = ship_reranker(run, evals, mined, target, max_mb)
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
+    click.echo(f"installed {report.target} ({report.adapter_bytes / 1e6:.1f} MB, adapter sha256 "
+               f"{report.adapter_sha256[:12]}): {', '.join(report.files)}", err=True)
+
+
 @click.group(cls=StageGroup, context_settings=CONTEXT)
 @click.option("--verbose", "-v", count=True)
 def _standalone(verbose: int) -> None:
@@ -328,6 +357,7 @@ def _standalone(verbose: int) -> None:
 _standalone.add_command(teacher_rank_command)
 _standalone.add_command(train_reranker_command)
 _standalone.add_command(eval_reranker_command)
+_standalone.add_command(ship_reranker_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -368,7 +368,11 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def model_card(base_name: str, config: TrainConfig, history: Sequence[dict], data_info: dict, steps_total: int,
                stopped: str) -> str:
-    """A README for the adapter: what it was trained from, on what (with the data's sha256), and how."""
+    """A README for the adapter: what it was trained from, on what (with the data's sha256), and how.
+
+    ``cornstack-train ship-reranker`` replaces it with the shipped card (corpus, held-out results);
+    this one travels with every adapter, shipped or not, so it names how to reproduce and install it.
+    """
     k = max(1, min(5, len(history) // 2 or 1))
     first, last = _mean([h["loss"] for h in history[:k]]), _mean([h["loss"] for h in history[-k:]])
     stats = data_info.get("stats", {})
@@ -415,5 +419,11 @@ def model_card(base_name: str, config: TrainConfig, history: Sequence[dict], dat
         "```json",
         json.dumps(asdict(config), indent=2),
         "```",
+        "",
+        "## Reproduce and ship",
+        "",
+        "The shipped adapter is rebuilt, from mining to install, by `benchmarks/train_reranker.sh WORK`;",
+        "`cornstack-train ship-reranker RUN_DIR --eval EVAL_DIR --mined MINED_DIR` installs a run into the package",
+        "(only an adapter for the packaged base model, trained with inference's prompt budgets).",
         "",
     ])

@@ -2,7 +2,7 @@
 
 Reranking is on by default only once a trained adapter has measured better than the same pipeline
 without it (issue #25's bar: Lite file@1 +5, function@5 +3, no column lower) and has been installed
-into ``localizer/models/reranker`` (``cornstack-train train-reranker --install``). Until then this
+into ``localizer/models/reranker`` (``cornstack-train ship-reranker``). Until then this
 build reranks only on ``--rerank``. When the adapter ships but its base model is not installed (the
 ``[llm]`` extra), a default run ranks without reranking and says so in one line; an explicit
 ``--rerank`` still fails loudly.
