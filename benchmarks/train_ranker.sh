@@ -19,7 +19,7 @@ set -euo pipefail
 work=${1:?usage: benchmarks/train_ranker.sh WORK}
 root=$(cd "$(dirname "$0")/.." && pwd)
 language=${LANGUAGE:-python}
-max_repos=${MAX_REPOS:-100}
+max_repos=${MAX_REPOS:-97}
 repos=$work/train-repos
 mkdir -p "$repos"
 

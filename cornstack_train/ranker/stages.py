@@ -26,7 +26,7 @@ from localizer.learned.features import FILE_FEATURES, FUNCTION_FEATURES
 from localizer.learned.shipped import SHIPPED_RANKER
 
 from cornstack_train.data.denylist import denied_by_name
-from cornstack_train.data.licenses import PERMISSIVE
+from cornstack_train.data.licenses import gate, load_repo_list
 from cornstack_train.errors import StageCommand, TrainingError
 from cornstack_train.ranker.dataset import TrainingRepo, build_rows, load_rows
 from cornstack_train.ranker.fit import FitConfig, data_digest, fit_ranker
@@ -39,25 +39,23 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 def training_repos(lists: tuple[Path, ...], repos_dir: Path, languages: tuple[str, ...],
                    names: tuple[str, ...]) -> list[TrainingRepo]:
     """The corpus: entries of the repository lists (docs/*-repos.json: repo, language, head, license)
-    that are permissively licensed, not denied, in ``languages`` (all when empty) and on disk."""
-    found: dict[str, TrainingRepo] = {}
+    in ``languages`` (all when empty), not denied, on disk, and permissive by the licence gate, which
+    reads the licence at the pinned commit (cornstack_train/data/licenses.py): the rule for weights
+    that ship (DEVELOPERS.md)."""
+    candidates = []
     for listing in lists:
-        for entry in json.loads(listing.read_text(encoding="utf-8")):
-            name = entry["repo"].replace("/", "__")
-            if (names and name not in names) or (languages and entry.get("language") not in languages):
+        for entry in load_repo_list(listing):
+            if (names and entry.dir_name not in names) or (languages and entry.language not in languages):
                 continue
-            if entry.get("license") not in PERMISSIVE:
-                click.echo(f"skipping {entry['repo']}: licence {entry.get('license')!r} is not permissive", err=True)
-                continue
-            reason = denied_by_name(entry["repo"])
+            reason = denied_by_name(entry.repo)
             if reason:
-                click.echo(f"skipping {entry['repo']}: denied ({reason})", err=True)
+                click.echo(f"skipping {entry.repo}: denied ({reason})", err=True)
                 continue
-            path = repos_dir / name
-            if not path.exists():
-                click.echo(f"skipping {entry['repo']}: not under {repos_dir}", err=True)
-                continue
-            found[name] = TrainingRepo(path, name, entry["head"])
+            candidates.append(entry)
+    result = gate(candidates, repos_dir)
+    for verdict in result.refused:
+        click.echo(f"skipping {verdict.repo}: {verdict.reason}", err=True)
+    found = {kept.entry.dir_name: TrainingRepo(kept.path, kept.entry.dir_name, kept.entry.head) for kept in result.kept}
     if not found:
         raise TrainingError(f"no usable repositories in {', '.join(map(str, lists))} under {repos_dir}")
     return sorted(found.values(), key=lambda r: r.name)

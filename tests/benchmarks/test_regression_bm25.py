@@ -38,13 +38,14 @@ COLUMNS = ("files@1", "files@3", "files@5", "functions@5", "functions@10")
 
 # (ids file, corpus, subset of the report, system) -> pinned figures, in COLUMNS order. bm25:boosts is
 # BM25 with the hand-set boosts, the default before the learned ranker; bm25 is today's default (the
-# shipped learned ranker with history; benchmarks/RESULTS.md, "History and the learned ranker").
+# shipped learned ranker with history; benchmarks/RESULTS.md, "History and the learned ranker", refitted
+# on the 97 repositories the licence gate passes).
 PINS = {
     "cornstack-274-protocol": (DATA_DIR / "swe-bench-lite-cornstack-274.txt", "protocol", "cornstack274",
                                "bm25:boosts", (52.9, 73.0, 77.4, 48.5, 58.4)),
     "nine-repos-140-protocol": (NINE_REPOS_IDS, "protocol", "all", "bm25:boosts", (47.9, 70.0, 74.3, 45.3, 51.6)),
     "nine-repos-140-product": (NINE_REPOS_IDS, "product", "all", "bm25:boosts", (47.9, 71.4, 74.3, 45.3, 51.6)),
-    "nine-repos-140-product-default": (NINE_REPOS_IDS, "product", "all", "bm25", (54.3, 72.1, 77.9, 49.2, 53.1)),
+    "nine-repos-140-product-default": (NINE_REPOS_IDS, "product", "all", "bm25", (55.7, 70.0, 77.9, 48.4, 54.7)),
 }
 
 

@@ -91,18 +91,27 @@ def test_repositories_not_queries_are_held_out():
 
 
 def test_the_corpus_takes_only_permissive_undenied_repositories_on_disk(tmp_path):
+    """The learned ranker ships, so its corpus passes the same licence gate as the reranker's: the
+    licence is read at the pin, and a listed MIT that is LGPL there is refused."""
     from cornstack_train.ranker.stages import training_repos
+    from tests.conftest import make_git_repo, git
 
+    mit = "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining a copy"
+    lgpl = "GNU LESSER GENERAL PUBLIC LICENSE\nVersion 2.1, February 1999"
     repos_dir = tmp_path / "repos"
-    for name in ("o__ok", "o__lgpl", "pallets__flask", "eslint__eslint"):
-        (repos_dir / name).mkdir(parents=True)
+    heads = {}
+    for name, text in (("o__ok", mit), ("o__lgpl", lgpl), ("o__listed_mit", lgpl), ("pallets__flask", mit),
+                       ("eslint__eslint", mit)):
+        make_git_repo(repos_dir / name, {"LICENSE": text, "m.py": "def f():\n    return 1\n"})
+        heads[name] = git(repos_dir / name, "rev-parse", "HEAD").strip()
     listing = tmp_path / "repos.json"
     listing.write_text(json.dumps([
-        {"repo": "o/ok", "language": "python", "head": "abc", "license": "MIT"},
-        {"repo": "o/lgpl", "language": "python", "head": "abc", "license": "LGPL-2.1"},
-        {"repo": "pallets/flask", "language": "python", "head": "abc", "license": "BSD-3-Clause"},
-        {"repo": "eslint/eslint", "language": "javascript", "head": "abc", "license": "MIT"},
+        {"repo": "o/ok", "language": "python", "head": heads["o__ok"], "license": "MIT"},
+        {"repo": "o/lgpl", "language": "python", "head": heads["o__lgpl"], "license": "LGPL-2.1"},
+        {"repo": "o/listed_mit", "language": "python", "head": heads["o__listed_mit"], "license": "MIT"},
+        {"repo": "pallets/flask", "language": "python", "head": heads["pallets__flask"], "license": "BSD-3-Clause"},
+        {"repo": "eslint/eslint", "language": "javascript", "head": heads["eslint__eslint"], "license": "MIT"},
         {"repo": "o/missing", "language": "python", "head": "abc", "license": "MIT"},
     ]))
     found = training_repos((listing,), repos_dir, (), ())
-    assert [(r.name, r.head) for r in found] == [("o__ok", "abc")]
+    assert [(r.name, r.head) for r in found] == [("o__ok", heads["o__ok"])]
