@@ -15,6 +15,7 @@ be run, resumed and inspected one at a time:
                                               # (writes localizer/models/cornstack; --into DIR elsewhere)
     cornstack-train ablate data/negatives data/mined -o ablation/
     cornstack-train teacher-rank data/negatives --out data/rerank
+    cornstack-train repo-windows --repos-list docs/history-repos.json --repos-dir train-repos --out data/repo-windows
     cornstack-train train-reranker data/rerank --out models/reranker
     cornstack-train eval-reranker data/negatives --out eval/rerank --adapter trained=models/reranker/adapter
     cornstack-train ranker-data --repos-dir train-repos --out data/ranker   # the learned ranker's rows
@@ -38,8 +39,8 @@ from cornstack_train.embedder.stages_ablation import ablate_command
 from cornstack_train.embedder.stages_static import distill_command
 from cornstack_train.errors import StageGroup
 from cornstack_train.ranker.stages import ranker_data_command, ranker_fit_command
-from cornstack_train.reranker.stages import (eval_reranker_command, ship_reranker_command, teacher_rank_command,
-                                            train_reranker_command)
+from cornstack_train.reranker.stages import (eval_reranker_command, repo_windows_command, ship_reranker_command,
+                                            teacher_rank_command, train_reranker_command)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -59,8 +60,8 @@ def main(verbose: int) -> None:
 
 for _command in (download_command, mine_command, filter_command, negatives_command, distill_command, train_command, eval_command,
                  harness_command, ship_command, ablate_command,
-                 teacher_rank_command, train_reranker_command, eval_reranker_command, ship_reranker_command, ranker_data_command,
-                 ranker_fit_command):
+                 teacher_rank_command, repo_windows_command, train_reranker_command, eval_reranker_command,
+                 ship_reranker_command, ranker_data_command, ranker_fit_command):
     main.add_command(_command)
 
 

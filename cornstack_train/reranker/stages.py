@@ -1,5 +1,6 @@
-"""Click commands for the reranker stages: ``teacher-rank``, ``train-reranker``, ``eval-reranker``,
-and ``ship-reranker`` (install a trained adapter into the package, reranking's default switch).
+"""Click commands for the reranker stages: ``teacher-rank``, ``repo-windows`` (windows ranked by the
+product's pipeline over the training repositories), ``train-reranker``, ``eval-reranker``, and
+``ship-reranker`` (install a trained adapter into the package, reranking's default switch).
 
 Thin: flags become the stage's config dataclass and the stage runs; a LocalizerError (or a config
 ``ValueError``) becomes one ``cornstack-train: error:`` line and exit status 1. The
@@ -136,8 +137,90 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
     click.echo(json.dumps({k: stats[k] for k in keys if k in stats}), err=True)
 
 
+@click.command("repo-windows", cls=StageCommand, context_settings=CONTEXT)
+@click.option("--repos-list", "lists", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Repository list with pinned commits and licences (docs/history-repos.json); repeatable.")
+@click.option("--repos-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Directory of their git clones, named owner__name (work trees or bare).")
+@click.option("--language", "languages", multiple=True, help="Only repositories of this language (repeatable).")
+@click.option("--repo", "names", multiple=True, help="Only this owner__name (repeatable).")
+@click.option("--max-repos", type=click.IntRange(min=1), default=None,
+              help="Only the first N training repositories (held-out ones never count), in name order.")
+@click.option("--skip-repos", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Leave out the first N usable repositories in name order, before --max-repos counts. The "
+                   "shipped learned ranker was fitted on the first 97 Python ones (benchmarks/train_ranker.sh): "
+                   "its lists over its own training repositories are easier than over a new issue's.")
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index cache to use [default: localize's].")
+@click.option("--history-commits", type=click.IntRange(min=1), default=None,
+              help="History window per snapshot (as localize's --history-commits) [default: localize's].")
+@click.option("--depth", type=click.IntRange(2), default=None,
+              help="Top functions the windows cover [default: 20, as localize's --rerank-depth].")
+@click.option("--window", type=click.IntRange(2), default=None,
+              help="Candidates per window [default: 10, as --rerank-window].")
+@click.option("--stride", type=click.IntRange(1), default=None,
+              help="How far windows move [default: 5, as --rerank-stride].")
+@_split_options
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output stage directory.")
+@click.option("--overwrite", is_flag=True)
+def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_repos, index_dir, history_commits, depth,
+                         window, stride, heldout_fraction, heldout_repos, out, overwrite):
+    """Reranker windows from commit messages, ranked by localize's own pipeline over the snapshot before them.
+
+    Per training repository and past snapshot, each later commit's message is ranked (BM25, the learned
+    ranker, history); every window the product's reranker would see over the top DEPTH that holds a
+    function the commit changed becomes an instance, gold first. Resumable: rerun the same command and
+    the repositories finished in OUT.work/ are kept.
+    """
+    from dataclasses import replace
+
+    from indexer.history.build import HistoryConfig
+
+    from localizer.config import LocalizeConfig
+
+    from cornstack_train.data.licenses import load_repo_list
+    from cornstack_train.data.records import stage_complete
+    from cornstack_train.ranker.stages import training_repos
+    from cornstack_train.reranker.repo_windows import SourceRepo, WindowSettings, repo_windows_stage
+
+    if stage_complete(out) and not overwrite:
+        click.echo(f"{out} is already complete; skipping (pass --overwrite to redo it)", err=True)
+        return
+    try:
+        settings = WindowSettings(**{k: v for k, v in (("depth", depth), ("window", window), ("stride", stride))
+                                     if v is not None})
+        config = LocalizeConfig(rerank=None)
+        if index_dir is not None:
+            config = replace(config, index=replace(config.index, index_dir=index_dir))
+        if history_commits is not None:
+            config = replace(config, history=HistoryConfig(max_commits=history_commits))
+        language = {entry.dir_name: entry.language or "" for listing in lists for entry in load_repo_list(listing)}
+        sources = [SourceRepo(repo, language.get(repo.name, ""))
+                   for repo in training_repos(lists, repos_dir, tuple(languages), tuple(names))[skip_repos:]]
+        if not sources:
+            raise ValueError(f"--skip-repos {skip_repos} leaves no repository")
+
+        def report(stats, reused: bool) -> None:
+            how = "from its shard" if reused else f"{stats.seconds:.0f} s"
+            click.echo(f"{stats.repo}: {stats.queries} queries, {stats.gold_in_top} with a gold in the top "
+                       f"{settings.depth}, {stats.windows} windows ({how})", err=True)
+
+        stats = repo_windows_stage(sources, out, config, RepoSplit(heldout_fraction, tuple(heldout_repos)), settings,
+                                   max_repos=max_repos, overwrite=overwrite, on_repo=report)
+    except (LocalizerError, ValueError) as exc:
+        fail(exc)
+    keys = ("instances", "repos", "queries", "queries_with_gold", "gold_in_top", "gold_in_top_share", "gold_rank",
+            "heldout_repos", "resumed", "seconds_per_repo")
+    click.echo(json.dumps({k: stats[k] for k in keys}), err=True)
+
+
 @click.command("train-reranker", cls=StageCommand, context_settings=CONTEXT)
 @click.argument("instances", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--extra-stage", "extra_stages", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Another teacher-rank or repo-windows stage to train on too (repeatable): its instances follow "
+              "INSTANCES', in the order given, so the same command resumes exactly.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output: adapter/ (load with --reranker-adapter), checkpoints/, train_log.jsonl.")
 @click.option("--model", default=None, metavar="ID|PATH", help="Base causal LM (default: packaged Qwen2.5-Coder-0.5B).")
@@ -168,16 +251,21 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
 @click.option("--no-resume", is_flag=True, help="Start over even if out/checkpoints has a checkpoint.")
 @_budget_options
 @click.pass_context
-def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lora_alpha, lora_dropout, target_modules, lr,
-                           warmup_steps, epochs, max_steps, max_minutes, batch_size, grad_accum, save_steps, seed,
-                           device, dtype, bf16, gradient_checkpointing, threads, no_resume, issue_tokens,
-                           candidate_tokens, min_candidate_tokens, footer_issue_tokens):
-    """LoRA-train the listwise reranker on a teacher-rank stage."""
+def train_reranker_command(ctx, instances, extra_stages, out, model, preset, loss, lora_r, lora_alpha, lora_dropout,
+                           target_modules, lr, warmup_steps, epochs, max_steps, max_minutes, batch_size, grad_accum,
+                           save_steps, seed, device, dtype, bf16, gradient_checkpointing, threads, no_resume,
+                           issue_tokens, candidate_tokens, min_candidate_tokens, footer_issue_tokens):
+    """LoRA-train the listwise reranker on a teacher-rank (or repo-windows) stage, plus any --extra-stage."""
     from cornstack_train.data.records import load_stage, load_stats, sha256_tree
     from cornstack_train.reranker.training import TrainConfig, train_reranker, with_preset
 
+    required = ("query", "candidates", "target", "positive_index")
     try:
-        data = load_stage(instances, require=("query", "candidates", "target", "positive_index"))
+        records = load_stage(instances, require=required).to_list()
+        extras = []
+        for extra in extra_stages:
+            records += load_stage(extra, require=required).to_list()
+            extras.append({"path": str(extra), "sha256": sha256_tree(extra), "stats": load_stats(extra)})
         config = TrainConfig(
             model=model, loss=loss, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             target_modules=tuple(target_modules), lr=lr, warmup_steps=warmup_steps, epochs=epochs, max_steps=max_steps,
@@ -192,11 +280,13 @@ def train_reranker_command(ctx, instances, out, model, preset, loss, lora_r, lor
             explicit.add("dtype")
         config = with_preset(config, preset, explicit)
         info = {"path": str(instances), "sha256": sha256_tree(instances), "stats": load_stats(instances)}
+        if extras:
+            info["extra_stages"] = extras
 
         def progress(entry: dict) -> None:
             click.echo(f"step {entry['step']}: loss {entry['loss']:.4f} ({entry['seconds']:.1f} s)", err=True)
 
-        result = train_reranker(data.to_list(), out, config, resume=not no_resume, data_info=info, progress=progress)
+        result = train_reranker(records, out, config, resume=not no_resume, data_info=info, progress=progress)
     except (LocalizerError, ValueError) as exc:
         fail(exc)
     click.echo(f"wrote adapter {result.adapter} after {result.steps} steps ({result.stopped})", err=True)
@@ -355,6 +445,7 @@ def _standalone(verbose: int) -> None:
 
 
 _standalone.add_command(teacher_rank_command)
+_standalone.add_command(repo_windows_command)
 _standalone.add_command(train_reranker_command)
 _standalone.add_command(eval_reranker_command)
 _standalone.add_command(ship_reranker_command)

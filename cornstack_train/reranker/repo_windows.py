@@ -1,0 +1,336 @@
+"""Stage ``repo-windows``: reranker windows that look exactly like what ``localize`` reranks.
+
+``teacher-rank`` builds each window from a ``negatives`` stage: a docstring (or commit) query, its
+positive and the hardest negatives from *all* repositories by an embedder. That is not the list the
+reranker meets in ``localize``: there every candidate is a function of the one repository, ranked by
+BM25, the learned ranker and the history. SweRank's lesson is that issue -> in-repository candidate
+lists are worth far more than docstring pairs with corpus-wide negatives, so this stage builds those:
+
+* **queries** are the commit messages of the training repositories after a few past snapshots
+  (:mod:`cornstack_train.ranker.mining`: ancestors only, fixes first, bookkeeping skipped), the
+  **gold** the functions each commit changed (the gold rule), found in the snapshot's index by
+  ``(path, name)`` as the learned ranker's rows are (:mod:`cornstack_train.ranker.dataset`);
+* each query is ranked by the product's pipeline (:class:`localizer.pipeline.RankingPipeline`,
+  ``rank``) over the snapshot, the pre-commit code, with the default configuration: its index
+  settings, the shipped learned ranker, history on, no reranking;
+* of the top ``depth`` functions, every slice the product's sliding window visits
+  (:func:`localizer.rerank.window.window_spans`) that holds a gold function becomes one instance:
+  candidates in pipeline order, titled and texted as inference renders them
+  (:func:`localizer.rerank.localize.function_candidates`, ``candidate_text``), the pipeline's scores
+  as first-stage scores, and the target gold first (in pipeline order), then the rest in pipeline
+  order: :func:`cornstack_train.reranker.data.gold_anchored` for several golds.
+
+The slices are taken over the pipeline's order as it is; at inference a window also sees what the
+window below it promoted. Which slices and which target are pure functions (:func:`plan_windows`).
+
+Records have teacher-rank's columns (``kind`` ``commit-repo``, ``teacher`` ``pipeline``,
+``teacher_mode`` ``gold-pipeline``), so ``train-reranker`` takes the stage alone or beside a
+teacher-rank stage (``--extra-stage``). Held-out repositories (the ``RepoSplit`` that teacher-rank
+and eval-reranker use) are never ranked. Indexing and ranking take minutes per repository, so the
+run is resumable: each repository's instances go to one shard under ``<out>.work/repos/``, written
+atomically; a rerun of the same command skips finished repositories (other settings are refused);
+the stage is written, atomically, when every repository is done, and the work directory removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Collection, Sequence
+
+from indexer.storage.atomic import atomic_write_bytes
+
+from localizer.config import LocalizeConfig
+from localizer.rerank.reranker import RerankConfig
+from localizer.rerank.window import window_spans
+
+from cornstack_train.data.denylist import canonical_repo_name
+from cornstack_train.data.splits import RepoSplit
+from cornstack_train.ranker.dataset import TrainingRepo
+from cornstack_train.ranker.mining import MiningConfig
+
+log = logging.getLogger("cornstack_train.reranker.repo_windows")
+
+KIND = "commit-repo"
+TEACHER = "pipeline"
+TEACHER_MODE = "gold-pipeline"
+SHARDS = "repos"  # <out>.work/repos/<owner__name>.json
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """The product's reranking geometry (RerankConfig's defaults): the top ``depth`` functions, seen
+    ``window`` at a time, windows ``stride`` apart."""
+
+    depth: int = RerankConfig.depth
+    window: int = RerankConfig.window
+    stride: int = RerankConfig.stride
+
+    def __post_init__(self) -> None:
+        if self.depth < 2 or self.window < 2 or not 0 < self.stride <= self.window:
+            raise ValueError("repo-windows needs depth >= 2, window >= 2 and 0 < stride <= window")
+
+
+# --------------------------------------------------------------------------- which windows (pure)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """One training window over a ranked list: its ``[start, end)`` slice, the target (best-first
+    indices into the slice) and the first gold's slot in it."""
+
+    span: tuple[int, int]
+    target: list[int]
+    positive_index: int
+
+
+def visited_spans(n: int, settings: WindowSettings) -> list[tuple[int, int]]:
+    """The slices the product's sliding window visits over a list of ``n``: those of the top ``depth``."""
+    return window_spans(min(n, settings.depth), settings.window, settings.stride)
+
+
+def golds_anchored(order: Sequence[int], gold: Collection[int]) -> list[int]:
+    """``order`` with every gold index moved to the front, each group keeping ``order``'s relative order.
+
+    :func:`cornstack_train.reranker.data.gold_anchored` for several golds: a commit changes several
+    functions and each is a right answer, so none of them is ranked below a non-gold candidate.
+    """
+    if sorted(order) != list(range(len(order))) or not gold or not set(gold) <= set(order):
+        raise ValueError(f"order {list(order)} is not a permutation containing the gold {sorted(gold)}")
+    golds = set(gold)
+    return [i for i in order if i in golds] + [i for i in order if i not in golds]
+
+
+def plan_windows(is_gold: Sequence[bool], settings: WindowSettings) -> list[WindowPlan]:
+    """Every visited slice of a ranked list (``is_gold`` per position, best first) that holds a gold,
+    bottom slice first as the product visits them, with its gold-first target in pipeline order."""
+    plans = []
+    for start, end in visited_spans(len(is_gold), settings):
+        gold = [i for i, g in enumerate(is_gold[start:end]) if g]
+        if gold:
+            plans.append(WindowPlan((start, end), golds_anchored(range(end - start), gold), gold[0]))
+    return plans
+
+
+def rank_bucket(rank: int | None, depth: int) -> str:
+    """A query's best gold rank (0-based, None when the gold was not ranked) as a histogram key."""
+    if rank is None:
+        return "unranked"
+    return str(rank + 1) if rank < depth else f">{depth}"
+
+
+# --------------------------------------------------------------------------- one repository
+
+
+@dataclass(frozen=True)
+class SourceRepo:
+    """A training repository and its language; ``name`` is the ``owner/name`` the split and the records use
+    (the ``mine`` stage's spelling, so ``--heldout-repo`` means the same repository everywhere)."""
+
+    repo: TrainingRepo
+    language: str = ""
+
+    @property
+    def name(self) -> str:
+        return canonical_repo_name(self.repo.name)
+
+
+@dataclass
+class RepoStats:
+    """What one repository gave: queries mined, how many had a changed function in the snapshot's index
+    and in the top ``depth``, windows, and the best gold rank per query."""
+
+    repo: str
+    head: str
+    snapshots: int = 0
+    queries: int = 0
+    queries_with_gold: int = 0
+    gold_in_top: int = 0
+    windows: int = 0
+    gold_rank: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig,
+                 settings: WindowSettings) -> tuple[list[dict[str, Any]], RepoStats]:
+    """(instance records, stats) of one repository at its pinned head."""
+    from indexer.history.build import HistoryConfig
+    from localizer.pipeline import RankingPipeline
+    from localizer.rerank.localize import function_candidates
+    from localizer.rerank.reranker import candidate_text
+
+    from cornstack_train.ranker.mining import queries_after, snapshots
+    from cornstack_train.reranker.data import Instance, Window
+
+    started = time.perf_counter()
+    repo = source.repo
+    stats = RepoStats(source.name, repo.head)
+    pipeline = RankingPipeline(config)
+    history = config.history or HistoryConfig()  # the mining's bulk and size limits
+    records: list[dict[str, Any]] = []
+    for snapshot in snapshots(repo.path, mining.offsets, repo.head):
+        queries = queries_after(repo.path, snapshot, mining, history, repo.head)
+        if not queries:
+            continue
+        stats.snapshots += 1
+        index = pipeline.build_index(repo.path, rev=snapshot)
+        chunks = index.chunks
+        rows_by_key: dict[tuple[str, str], list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            if chunk.is_function:
+                rows_by_key.setdefault((chunk.path, chunk.name), []).append(row)
+        for query in queries:
+            stats.queries += 1
+            gold = {row for key in query.functions for row in rows_by_key.get(key, ())}
+            if not gold:
+                continue
+            stats.queries_with_gold += 1
+            ranking = pipeline.rank(index, query.text)
+            best = next((i for i, row in enumerate(ranking.functions) if row in gold), None)
+            bucket = rank_bucket(best, settings.depth)
+            stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
+            head = ranking.functions[: settings.depth]
+            plans = plan_windows([row in gold for row in head], settings)
+            stats.gold_in_top += bool(plans)
+            for plan in plans:
+                start, end = plan.span
+                rows = head[start:end]
+                first = chunks[rows[plan.positive_index]]
+                window = Window(
+                    id=f"{source.name}@{snapshot[:12]}:{query.commit[:12]}:{start}-{end}", query=query.text,
+                    candidates=[candidate_text(c) for c in function_candidates(rows, chunks, ranking.function_scores)],
+                    candidate_ids=[chunks[row].key for row in rows],
+                    scores=[float(ranking.function_scores[row]) for row in rows], positive_index=plan.positive_index,
+                    meta={"kind": KIND, "language": source.language, "repo": source.name, "path": first.path,
+                          "name": first.name})
+                records.append(Instance(window, plan.target, TEACHER, TEACHER_MODE).record())
+                stats.windows += 1
+    stats.seconds = round(time.perf_counter() - started, 1)
+    return records, stats
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def ranker_identity(config: LocalizeConfig) -> dict[str, Any]:
+    """Which ranker orders the lists: its name and, for a model file, its sha256 (a resumed run must not
+    mix the shards of two rankers)."""
+    from localizer.learned.shipped import BOOSTS, HISTORY_ONLY, LEARNED, SHIPPED_RANKER
+
+    if config.ranker in (BOOSTS, HISTORY_ONLY):
+        return {"ranker": config.ranker, "sha256": None}
+    from localizer.embedding.shipped import sha256_file
+
+    path = SHIPPED_RANKER if config.ranker == LEARNED else Path(config.ranker).expanduser().resolve()
+    return {"ranker": config.ranker, "sha256": sha256_file(path) if path.is_file() else None}
+
+
+def run_identity(sources: Sequence[SourceRepo], config: LocalizeConfig, mining: MiningConfig,
+                 settings: WindowSettings, split: RepoSplit) -> dict[str, Any]:
+    """What the instances depend on; the index directory is only a cache and is left out."""
+    index = config.index
+    return {"repos": [[s.repo.name, s.repo.head, s.language] for s in sources], "settings": asdict(settings),
+            "mining": asdict(mining), "history": asdict(config.history) if config.history else None,
+            "index": {"max_file_size": index.max_file_size, "include_tests": index.include_tests,
+                      "test_rule": index.test_rule, "max_chunk_chars": index.max_chunk_chars},
+            "retriever": config.retriever, "ranker": ranker_identity(config), "split": split.describe()}
+
+
+def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances: int, config: LocalizeConfig,
+                mining: MiningConfig, settings: WindowSettings, split: RepoSplit, computed: Sequence[str],
+                seconds: float) -> dict[str, Any]:
+    """``stats.json``: teacher-rank's keys (what the adapter card reads) plus the per-repository figures."""
+    queries = sum(s.queries for s in per_repo)
+    ranks: dict[str, int] = {}
+    for s in per_repo:
+        for key, count in s.gold_rank.items():
+            ranks[key] = ranks.get(key, 0) + count
+    fresh = [s.seconds for s in per_repo if s.repo in computed]
+    return {
+        "stage": "repo-windows",
+        "instances": instances,
+        "by_kind": {KIND: instances} if instances else {},
+        "repos": sum(s.windows > 0 for s in per_repo),
+        "repos_ranked": len(per_repo),
+        "heldout_repos": list(heldout),
+        "teacher": TEACHER,
+        "config": {"mode": TEACHER_MODE, **asdict(settings), "mining": asdict(mining),
+                   "history": asdict(config.history) if config.history else None, "retriever": config.retriever,
+                   "ranker": ranker_identity(config)},
+        "split": split.describe(),
+        "queries": queries,
+        "queries_with_gold": sum(s.queries_with_gold for s in per_repo),
+        "gold_in_top": sum(s.gold_in_top for s in per_repo),
+        "gold_in_top_share": round(sum(s.gold_in_top for s in per_repo) / max(queries, 1), 4),
+        "windows": sum(s.windows for s in per_repo),
+        "gold_rank": dict(sorted(ranks.items(), key=lambda kv: _bucket_order(kv[0]))),
+        "per_repo": {s.repo: asdict(s) for s in per_repo},
+        "resumed": len(per_repo) - len(computed),
+        "seconds_per_repo": round(sum(fresh) / len(fresh), 1) if fresh else None,
+        "seconds": round(seconds, 1),
+    }
+
+
+def _bucket_order(key: str) -> tuple[int, int]:
+    return (0, int(key)) if key.isdigit() else (1, 0 if key.startswith(">") else 1)
+
+
+OnRepo = Callable[[RepoStats, bool], None]  # (the repository's stats, taken from its shard)
+
+
+def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, config: LocalizeConfig,
+                       split: RepoSplit, settings: WindowSettings = WindowSettings(),
+                       mining: MiningConfig | None = None, max_repos: int | None = None, overwrite: bool = False,
+                       on_repo: OnRepo | None = None) -> dict[str, Any]:
+    """Rank every training repository's commit queries and write the windows as a stage; returns its stats.
+
+    Held-out repositories are left out before anything is ranked; ``max_repos`` takes the first N of
+    the others, in the order given. ``mining`` defaults to the learned ranker's (MiningConfig()).
+    ``overwrite`` discards an unfinished run as well as a finished stage.
+    """
+    from datasets import Dataset
+
+    from cornstack_train.data.records import StageError, save_stage
+    from cornstack_train.reranker.teacher import WorkFile, work_dir
+
+    mining = mining if mining is not None else MiningConfig()
+    if Path(out_dir).exists() and not overwrite:
+        raise StageError(f"{out_dir} already exists; pass --overwrite to replace it")
+    started = time.perf_counter()
+    heldout = sorted(s.name for s in sources if split.is_heldout(s.name))
+    training = [s for s in sources if not split.is_heldout(s.name)][:max_repos]
+    if not training:
+        raise StageError("no training repositories: every one given is held out")
+    work = WorkFile(work_dir(out_dir))
+    with work.claimed():
+        if overwrite:
+            work.remove()
+        work.start(run_identity(training, config, mining, settings, split))
+        records: list[dict[str, Any]] = []
+        per_repo: list[RepoStats] = []
+        computed: list[str] = []
+        for source in training:
+            shard = work.root / SHARDS / f"{source.repo.name}.json"
+            if shard.is_file():
+                stored = json.loads(shard.read_text())
+                found, stats = stored["instances"], RepoStats(**stored["stats"])
+            else:
+                found, stats = repo_windows(source, config, mining, settings)
+                payload = {"stats": asdict(stats), "instances": found}
+                atomic_write_bytes(shard, (json.dumps(payload, ensure_ascii=False) + "\n").encode())
+                computed.append(stats.repo)
+            records.extend(found)
+            per_repo.append(stats)
+            if on_repo:
+                on_repo(stats, stats.repo not in computed)
+        if not records:
+            raise StageError(f"no windows: no query of the {len(training)} repositories had a changed function in "
+                             f"its top {settings.depth}")
+        stats = stage_stats(per_repo, heldout, len(records), config, mining, settings, split, computed,
+                            time.perf_counter() - started)
+        save_stage(Dataset.from_list(records), out_dir, stats, overwrite=overwrite)
+        work.remove()
+    return stats

@@ -1,0 +1,250 @@
+"""repo-windows: reranker windows ranked by the product's pipeline over a repository's past snapshots.
+
+The pure part (which slices of the ranked list, which target) is checked on hand-made lists; the
+stage on tiny synthetic repositories whose commits say which function they fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("datasets")
+
+from indexer.history.build import HistoryConfig  # noqa: E402
+from indexer.index import IndexConfig  # noqa: E402
+from localizer.config import LocalizeConfig  # noqa: E402
+from localizer.rerank.window import sliding_rerank  # noqa: E402
+
+from cornstack_train.data.records import StageError, load_stage, save_stage  # noqa: E402
+from cornstack_train.data.splits import RepoSplit  # noqa: E402
+from cornstack_train.ranker.dataset import TrainingRepo  # noqa: E402
+from cornstack_train.ranker.mining import MiningConfig  # noqa: E402
+from cornstack_train.reranker import repo_windows as rw  # noqa: E402
+from cornstack_train.reranker.data import INSTANCE_COLUMNS, gold_anchored  # noqa: E402
+from cornstack_train.reranker.repo_windows import (SourceRepo, WindowSettings, golds_anchored,  # noqa: E402
+                                                   plan_windows, rank_bucket, repo_windows_stage, visited_spans)
+
+from tests.conftest import commit_all, git, make_git_repo, write_files  # noqa: E402
+
+WORDS = ["parser", "cache", "render", "socket", "config", "token", "stream", "buffer"]
+MINING = MiningConfig(offsets=(6,), queries=10, lookahead=10)
+MIT = "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining a copy"
+
+
+# --------------------------------------------------------------------------- pure: slices and targets
+
+
+def test_visited_spans_are_the_products_sliding_windows_over_the_top_depth():
+    settings = WindowSettings(depth=20, window=10, stride=5)
+    assert visited_spans(50, settings) == [(10, 20), (5, 15), (0, 10)]
+    assert visited_spans(12, settings) == [(2, 12), (0, 7)]  # the last window is short, as in the product
+    assert visited_spans(7, settings) == [(0, 7)]
+    # exactly the windows localize's reranker orders, bottom first: record what sliding_rerank is handed
+    seen = []
+    sliding_rerank(list(range(20)), 10, 5, lambda items: seen.append((items[0], items[-1] + 1)) or range(len(items)))
+    assert seen == visited_spans(20, settings)
+
+
+def test_golds_anchored_puts_every_gold_first_in_pipeline_order():
+    assert golds_anchored(range(6), {4, 1}) == [1, 4, 0, 2, 3, 5]
+    assert golds_anchored([2, 0, 1], {1, 2}) == [2, 1, 0]
+    for pos in range(5):  # one gold: exactly teacher-rank's gold_anchored
+        assert golds_anchored(range(5), {pos}) == gold_anchored(range(5), pos)
+    with pytest.raises(ValueError):
+        golds_anchored(range(3), set())
+    with pytest.raises(ValueError):
+        golds_anchored(range(3), {3})
+
+
+def test_plan_windows_keeps_the_slices_that_hold_a_gold():
+    settings = WindowSettings(depth=20, window=10, stride=5)
+    is_gold = [False] * 25
+    is_gold[7] = is_gold[12] = True  # rank 8 and 13
+    plans = plan_windows(is_gold, settings)
+    assert [p.span for p in plans] == [(10, 20), (5, 15), (0, 10)]
+    assert plans[0].target[:1] == [2] and plans[0].positive_index == 2  # (10, 20): rank 13 is slot 2
+    assert plans[1].target == [2, 7, 0, 1, 3, 4, 5, 6, 8, 9] and plans[1].positive_index == 2
+    assert plans[2].target == [7, 0, 1, 2, 3, 4, 5, 6, 8, 9] and plans[2].positive_index == 7
+    only_top = [True] + [False] * 24
+    assert [p.span for p in plan_windows(only_top, settings)] == [(0, 10)]
+    deep = [False] * 22 + [True]  # below the top depth: nothing the reranker would see
+    assert plan_windows(deep, settings) == []
+    assert plan_windows([], settings) == []
+
+
+def test_rank_buckets():
+    assert [rank_bucket(r, 20) for r in (0, 19, 20, None)] == ["1", "20", ">20", "unranked"]
+
+
+def test_settings_refuse_a_window_the_product_cannot_slide():
+    with pytest.raises(ValueError):
+        WindowSettings(window=5, stride=6)
+
+
+# --------------------------------------------------------------------------- the stage on synthetic repositories
+
+
+def _module(word: str, version: int) -> str:
+    return (f"def handle_{word}(value):\n    return value + {version}\n\n\n"
+            f"def describe_{word}(value):\n    return '{word} ' + str(value)\n\n\n"
+            f"def check_{word}(value):\n    return value is not None\n")
+
+
+def _repo(root: Path, seed: int) -> Path:
+    """Twelve commits after the first, each fixing one ``handle_WORD``, its message naming it."""
+    make_git_repo(root, {"LICENSE": MIT, **{f"pkg/{w}.py": _module(w, 0) for w in WORDS}})
+    for step in range(1, 13):
+        word = WORDS[(step * 3 + seed) % len(WORDS)]
+        write_files(root, {f"pkg/{word}.py": _module(word, step)})
+        commit_all(root, f"Fix handle_{word} returning the wrong {word} value in step {step}")
+    return root
+
+
+def _source(root: Path, name: str, seed: int) -> SourceRepo:
+    path = _repo(root / name, seed)
+    return SourceRepo(TrainingRepo(path, name, git(path, "rev-parse", "HEAD").strip()), "python")
+
+
+def _config(tmp_path: Path) -> LocalizeConfig:
+    # the hand-set boosts: these tests check the plumbing, not the shipped ranker (which the CLI test loads)
+    return LocalizeConfig(index=IndexConfig(index_dir=tmp_path / "index"), ranker="boosts",
+                          history=HistoryConfig(max_commits=100))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> list[SourceRepo]:
+    root = tmp_path_factory.mktemp("repos")
+    return [_source(root, "o__a", 0), _source(root, "o__b", 1), _source(root, "o__c", 2)]
+
+
+SPLIT = RepoSplit(heldout_repos=("o/b",))
+
+
+class Interrupted(Exception):
+    """Stands in for a kill between two repositories."""
+
+
+def test_windows_are_the_pipelines_lists_with_the_gold_first(tmp_path, sources):
+    stats = repo_windows_stage(sources, tmp_path / "out", _config(tmp_path), SPLIT, mining=MINING)
+    rows = load_stage(tmp_path / "out", require=INSTANCE_COLUMNS).to_list()
+    assert rows and stats["instances"] == len(rows) == stats["windows"]
+    assert {r["repo"] for r in rows} == {"o/a", "o/c"} and stats["heldout_repos"] == ["o/b"]
+    assert "o/b" not in stats["per_repo"] and not (tmp_path / "out.work").exists()
+    for repo in ("o/a", "o/c"):
+        per = stats["per_repo"][repo]
+        assert per["queries"] == 6 and per["queries_with_gold"] == 6  # every commit changed a handle_ function
+        assert per["gold_in_top"] >= 5 and sum(per["gold_rank"].values()) == 6
+    by_commit: dict[str, list[dict]] = {}
+    for row in rows:
+        assert (row["kind"], row["teacher"], row["teacher_mode"], row["language"]) == (
+            "commit-repo", "pipeline", "gold-pipeline", "python")
+        n = len(row["candidates"])
+        assert 2 <= n <= 10 and sorted(row["target"]) == list(range(n)) and len(set(row["candidate_ids"])) == n
+        assert row["target"][0] == row["positive_index"]
+        assert row["first_stage_scores"] == sorted(row["first_stage_scores"], reverse=True)  # pipeline order
+        # titled as localize titles a function chunk, then its code
+        titles = [c.split("\n", 1)[0] for c in row["candidates"]]
+        assert all("::" in t and t.startswith("pkg/") for t in titles)
+        assert titles[row["positive_index"]] == f"{row['path']}::{row['name']}" and row["name"].startswith("handle_")
+        assert row["query"].startswith(f"Fix {row['name']} returning")
+        # the gold's code is the snapshot's, from before the commit that changed it
+        snapshot, commit = row["id"].split("@", 1)[1].split(":")[:2]
+        gold_code = row["candidates"][row["positive_index"]].split("\n", 1)[1] + "\n"
+        clone = sources[0].repo.path.parent / row["repo"].replace("/", "__")
+        assert gold_code in git(clone, "show", f"{snapshot}:{row['path']}")
+        assert gold_code not in git(clone, "show", f"{commit}:{row['path']}")
+        by_commit.setdefault(row["id"].rsplit(":", 1)[0], []).append(row)
+    assert stats["gold_in_top"] == len(by_commit)
+
+
+def test_an_interrupted_run_resumes_from_its_shards_and_writes_the_same_stage(tmp_path, sources):
+    config = _config(tmp_path)
+    reports: list[tuple[str, bool]] = []
+
+    def die_after_first(stats, reused):
+        reports.append((stats.repo, reused))
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        repo_windows_stage(sources, tmp_path / "out", config, SPLIT, mining=MINING, on_repo=die_after_first)
+    assert [p.name for p in (tmp_path / "out.work" / "repos").iterdir()] == ["o__a.json"]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(StageError, match="other settings"):  # a rerun with other flags is refused
+        repo_windows_stage(sources, tmp_path / "out", config, SPLIT, WindowSettings(depth=10), mining=MINING)
+    stats = repo_windows_stage(sources, tmp_path / "out", config, SPLIT, mining=MINING,
+                               on_repo=lambda s, reused: reports.append((s.repo, reused)))
+    assert reports == [("o/a", False), ("o/a", True), ("o/c", False)] and stats["resumed"] == 1
+    straight = tmp_path / "straight"
+    repo_windows_stage(sources, straight, config, SPLIT, mining=MINING)
+    assert (load_stage(tmp_path / "out", require=INSTANCE_COLUMNS).to_list()
+            == load_stage(straight, require=INSTANCE_COLUMNS).to_list())
+    with pytest.raises(StageError, match="already exists"):
+        repo_windows_stage(sources, straight, config, SPLIT, mining=MINING)
+
+
+def test_only_heldout_repositories_give_no_stage(tmp_path, sources):
+    with pytest.raises(StageError, match="held out"):
+        repo_windows_stage(sources[1:2], tmp_path / "out", _config(tmp_path), SPLIT, mining=MINING)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_builds_the_stage_with_the_shipped_ranker_and_train_reranker_takes_it(tmp_path, monkeypatch, sources):
+    """The registered command end to end (licence gate, default pipeline), then train-reranker on the
+    stage together with a teacher-rank stage (--extra-stage)."""
+    from click.testing import CliRunner
+
+    from cornstack_train.cli import main
+    from cornstack_train.reranker.teacher import TeacherConfig, teacher_rank
+
+    from tests.tiny_lm import one_thread, tiny_model, tiny_tokenizer
+
+    listing = tmp_path / "repos.json"
+    listing.write_text(json.dumps([{"repo": s.name, "language": "python", "head": s.repo.head, "license": "MIT"}
+                                   for s in sources]))
+    monkeypatch.setattr(rw, "MiningConfig", lambda: MINING)  # a twelve-commit history, not 1,500
+    runner = CliRunner()
+    out = tmp_path / "windows"
+    args = ["repo-windows", "--repos-list", str(listing), "--repos-dir", str(sources[0].repo.path.parent),
+            "--language", "python", "--index-dir", str(tmp_path / "index"), "--heldout-repo", "o/b",
+            "--max-repos", "1", "-o", str(out)]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0, r.output
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["config"]["ranker"]["ranker"] == LocalizeConfig().ranker and stats["config"]["history"] is not None
+    assert list(stats["per_repo"]) == ["o/a"] and stats["heldout_repos"] == ["o/b"] and stats["instances"] > 0
+    assert "o/a: 6 queries" in r.output
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0 and "already complete" in r.output
+    # --skip-repos leaves out the first usable repositories (the learned ranker's corpus)
+    skipped = runner.invoke(main, [*args[:-2], "--skip-repos", "1", "-o", str(tmp_path / "skipped")])
+    assert skipped.exit_code == 0, skipped.output
+    assert list(json.loads((tmp_path / "skipped" / "stats.json").read_text())["per_repo"]) == ["o/c"]
+    too_many = runner.invoke(main, [*args[:-2], "--skip-repos", "9", "-o", str(tmp_path / "none")])
+    assert too_many.exit_code == 1 and "--skip-repos 9 leaves no repository" in too_many.output
+
+    rows = [{"id": f"d{k}", "query": f"Return the value plus {k}.", "positive": f"def add_{k}(x):\n    return x + {k}",
+             "kind": "docstring", "language": "python", "repo": "z/z", "path": f"m{k}.py", "name": f"add_{k}",
+             "source": "git:0", "negative_ids": [f"d{j}" for j in range(3) if j != k], "negative_scores": [0.5, 0.4]}
+            for k in range(3)]
+    from datasets import Dataset
+
+    negatives = save_stage(Dataset.from_list(rows), tmp_path / "negatives", {"stage": "negatives"})
+    teacher = tmp_path / "teacher"
+    teacher_rank(str(negatives), str(teacher), TeacherConfig(depth=3), RepoSplit(heldout_repos=("none/none",)))
+    tokenizer = tiny_tokenizer()
+    model_dir = tmp_path / "tiny-model"
+    tiny_model(tokenizer).save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    run = tmp_path / "run"
+    with one_thread():
+        r = runner.invoke(main, ["train-reranker", str(out), "--extra-stage", str(teacher), "--out", str(run),
+                                 "--model", str(model_dir), "--max-steps", "1", "--lora-r", "2", "--candidate-tokens",
+                                 "24", "--device", "cpu", "--dtype", "fp32"])
+    assert r.exit_code == 0, r.output
+    training = json.loads((run / "adapter" / "training.json").read_text())
+    assert training["data"]["stats"]["stage"] == "repo-windows"
+    assert [e["path"] for e in training["data"]["extra_stages"]] == [str(teacher)]
+    assert json.loads((run / "train_stats.json").read_text())["instances"] == stats["instances"] + 3
