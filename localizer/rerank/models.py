@@ -315,6 +315,9 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
         source = name = str(model)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    merged = _merged_cache(source, adapter, cache_dir) if adapter else None
+    if merged is not None and (merged / "config.json").exists():
+        source, adapter = str(merged), None  # merged once before: no peft, no merge
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
@@ -324,11 +327,59 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
         raise ModelLoadError(f"cannot load reranker model {model!r}: {exc}") from exc
     if adapter:
         lm = apply_adapter(lm, adapter)
+        if merged is not None:
+            _save_merged(lm, tokenizer, merged)
     lm.to(device)
     lm.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(lm, tokenizer, name, _context_size(lm, tokenizer), device, torch_dtype)
+
+
+def _merged_cache(source: str, adapter: str, cache_dir: Path | None) -> Path | None:
+    """Where the base merged with ``adapter`` is cached, keyed by the base's location and the adapter's bytes.
+
+    Why: applying an adapter imports peft and merges every LoRA pair at each load, seconds that a
+    fresh ``localize --rerank`` process pays against its 10 s budget (issue #25); the merged copy
+    loads like the base. Only for a base on disk (a conversion, a directory), whose bytes do not change
+    under the same path; None when the adapter cannot be read (apply_adapter then says why).
+    """
+    path = Path(adapter).expanduser()
+    files = [path / "adapter_config.json", path / "adapter_model.safetensors"]
+    if not Path(source).is_dir() or not all(f.is_file() for f in files):
+        return None
+    digest = hashlib.sha256(str(Path(source).resolve()).encode())
+    for f in files:
+        with f.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return (cache_dir or model_cache_dir()) / f"merged-{digest.hexdigest()[:16]}-v{CONVERTER_VERSION}"
+
+
+def _save_merged(model, tokenizer, target: Path) -> None:
+    """Save a merged model in the cache dtype, atomically; a failure only costs the next load a merge."""
+    import torch
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+            out = Path(tmp) / "merged"
+            cached = getattr(torch, CACHE_DTYPE)
+            with torch.no_grad():  # this process uses exactly the weights later loads will read
+                for parameter in model.parameters():
+                    parameter.copy_(parameter.to(cached))
+            # parameters only: casting the model would also round buffers (rotary frequencies) that a
+            # load recomputes in full precision
+            # one cast per tensor, so tied embeddings stay one shared tensor (saved once)
+            casts: dict[int, Any] = {}
+            state = {k: casts.setdefault(id(v), v.to(cached)) for k, v in model.state_dict().items()}
+            model.save_pretrained(str(out), state_dict=state)
+            tokenizer.save_pretrained(str(out))
+            if not (target / "config.json").exists():
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(out, target)
+    except OSError as exc:
+        log.warning("could not cache the merged reranker in %s: %s", target, exc)
 
 
 def apply_adapter(model, adapter: str):

@@ -92,7 +92,7 @@ def test_the_default_pipeline_reranks_with_the_shipped_adapter(tmp_path, monkeyp
 
     def load(model, adapter, device, dtype):  # the packaged base model stands in for the tiny one
         loads.append((model, adapter))
-        return models.load_reranker_model(str(base_dir), adapter, "cpu", "fp32")
+        return models.load_reranker_model(str(base_dir), adapter, "cpu", "fp32", cache_dir=tmp_path / "model-cache")
 
     monkeypatch.setattr(reranker_module, "load_reranker_model", load)
     with one_thread():
