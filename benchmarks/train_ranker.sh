@@ -23,19 +23,7 @@ max_repos=${MAX_REPOS:-97}
 repos=$work/train-repos
 mkdir -p "$repos"
 
-python - "$repos" "$language" "$root/docs/history-repos.json" "$root/docs/train-repos.json" <<'PY'
-import json, subprocess, sys
-from pathlib import Path
-
-repos, language, *lists = sys.argv[1:]
-for listing in lists:
-    for entry in json.loads(Path(listing).read_text()):
-        target = Path(repos) / entry["repo"].replace("/", "__")
-        if entry.get("language") == language and not target.exists():
-            print(f"cloning {entry['repo']}", file=sys.stderr)
-            subprocess.run(["git", "clone", "--quiet", "--bare", f"https://github.com/{entry['repo']}.git",
-                            str(target)], check=True)
-PY
+python "$root/benchmarks/clone_listed.py" "$repos" "$language" "$root/docs/history-repos.json" "$root/docs/train-repos.json"
 
 cornstack-train ranker-data --repos-list "$root/docs/history-repos.json" --repos-list "$root/docs/train-repos.json" \
     --repos-dir "$repos" --language "$language" --max-repos "$max_repos" --out "$work/ranker-data"

@@ -8,8 +8,12 @@
 #    the network); mining reads each at the pinned commit the list records, whatever HEAD is;
 # 2. `mine` (licence gate, deny-list, and the content-overlap check against BENCH_REPOS, the SWE-bench
 #    repositories as owner__name dirs: required, since weights that ship must pass it) -> `filter`
-#    (top 10) -> `negatives` -> `teacher-rank` (gold first, then embedder order; the held-out
-#    repositories left out) -> `train-reranker` (LoRA, bf16, STEPS optimizer steps, default 2000);
+#    (top 10) -> `negatives` -> `teacher-rank` (gold first, then embedder order; TEACHER_WINDOWS of them,
+#    default 2400; the held-out repositories left out); `repo-windows` (commit messages ranked by
+#    localize's own pipeline over the snapshot before them, every window the product's reranker would
+#    see that holds a changed function, gold first; the repositories after the learned ranker's 97, whose
+#    lists of its own training repositories would be too easy) -> `train-reranker` on both (LoRA, bf16,
+#    STEPS optimizer steps, default 2000);
 # 3. `eval-reranker` on the held-out repositories, each list the top 10 of a real search with RETRIEVER
 #    (default: the shipped embedder) over their codes, in that order and shuffled (the check that the
 #    adapter reads the code rather than the position), MRR@10 against the retriever and the base model;
@@ -34,18 +38,7 @@ backend=${BACKEND:-torch-bf16}
 retriever=${RETRIEVER:-$root/localizer/models/cornstack}
 mkdir -p "$repos"
 
-python - "$repos" "$language" "$root/docs/history-repos.json" <<'PY'
-import json, subprocess, sys
-from pathlib import Path
-
-repos, language, listing = sys.argv[1:]
-for entry in json.loads(Path(listing).read_text()):
-    target = Path(repos) / entry["repo"].replace("/", "__")
-    if entry.get("language") == language and not target.exists():
-        print(f"cloning {entry['repo']}", file=sys.stderr)
-        subprocess.run(["git", "clone", "--quiet", "--bare", f"https://github.com/{entry['repo']}.git", str(target)],
-                       check=True)
-PY
+python "$root/benchmarks/clone_listed.py" "$repos" "$language" "$root/docs/history-repos.json" "$root/docs/train-repos.json"
 
 # teacher-rank leaves out exactly the repositories eval-reranker scores on: both get the same split.
 heldout=()
@@ -59,7 +52,11 @@ cornstack-train mine --repos-list "$root/docs/history-repos.json" --repos-dir "$
 cornstack-train filter "$work/mined" -o "$work/filtered" --top-k 10 --backend "$backend"
 # the same backend as filter: negatives then reuse its cached vectors (WORK/.vector-cache)
 cornstack-train negatives "$work/filtered" -o "$work/negatives" --backend "$backend"
-cornstack-train teacher-rank "$work/negatives" -o "$work/teacher" --mode gold-embedder --depth 10 ${heldout[@]+"${heldout[@]}"}
+cornstack-train teacher-rank "$work/negatives" -o "$work/teacher" --mode gold-embedder --depth 10 \
+    --max-instances "${TEACHER_WINDOWS:-2400}" ${heldout[@]+"${heldout[@]}"}
+cornstack-train repo-windows --repos-list "$root/docs/history-repos.json" --repos-list "$root/docs/train-repos.json" \
+    --repos-dir "$repos" --language "$language" --skip-repos 97 --index-dir "$work/index" -o "$work/repo-windows" \
+    ${heldout[@]+"${heldout[@]}"}
 
 # A run that finished these steps is kept; otherwise train-reranker resumes from its last checkpoint.
 if ! python - "$work/train" "$steps" <<'PY'
@@ -75,8 +72,8 @@ done = stats.get("steps") == steps and stats.get("stopped") == "done"
 sys.exit(0 if done and (run / "adapter" / "adapter_model.safetensors").is_file() else 1)
 PY
 then
-    cornstack-train train-reranker "$work/teacher" -o "$work/train" --bf16 --grad-accum 2 --lr 2e-4 \
-        --warmup-steps 20 --max-steps "$steps" --save-steps 25
+    cornstack-train train-reranker "$work/teacher" --extra-stage "$work/repo-windows" -o "$work/train" --bf16 \
+        --grad-accum 2 --lr 2e-4 --warmup-steps 20 --max-steps "$steps" --save-steps 25
 else
     echo "train-reranker: $work/train already ran $steps steps" >&2
 fi

@@ -61,14 +61,21 @@ def training_repos(lists: tuple[Path, ...], repos_dir: Path, languages: tuple[st
     return sorted(found.values(), key=lambda r: r.name)
 
 
+def corpus_options(func):
+    """The options :func:`training_repos` reads: the lists, where their clones are, and which to take."""
+    func = click.option("--repo", "names", multiple=True, help="Only this owner__name (repeatable).")(func)
+    func = click.option("--language", "languages", multiple=True,
+                        help="Only repositories of this language (repeatable).")(func)
+    func = click.option("--repos-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+                        help="Directory of their git clones, named owner__name (work trees or bare).")(func)
+    return click.option("--repos-list", "lists", multiple=True, required=True,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="Repository list with pinned commits and licences (docs/history-repos.json); "
+                             "repeatable.")(func)
+
+
 @click.command("ranker-data", cls=StageCommand, context_settings=CONTEXT)
-@click.option("--repos-list", "lists", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Repository list with pinned commits and licences (docs/history-repos.json); repeatable.")
-@click.option("--repos-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Directory of their git clones, named owner__name (work trees or bare).")
-@click.option("--language", "languages", multiple=True, help="Only repositories of this language (repeatable).")
-@click.option("--repo", "names", multiple=True, help="Only this owner__name (repeatable).")
+@corpus_options
 @click.option("--max-repos", type=click.IntRange(min=1), default=None,
               help="Only the first N usable repositories, in name order (a smaller corpus, reproducibly).")
 @click.option("--out", "-o", type=_DIR, required=True, help="Output: one .npz and one .json per repository.")

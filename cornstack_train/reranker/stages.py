@@ -25,6 +25,7 @@ from localizer.rerank.fusion import FUSIONS, RRF_K
 
 from cornstack_train.data.splits import RepoSplit
 from cornstack_train.errors import StageCommand, StageGroup, fail
+from cornstack_train.ranker.stages import corpus_options
 from cornstack_train.reranker.data import LOSSES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -138,13 +139,7 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
 
 
 @click.command("repo-windows", cls=StageCommand, context_settings=CONTEXT)
-@click.option("--repos-list", "lists", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Repository list with pinned commits and licences (docs/history-repos.json); repeatable.")
-@click.option("--repos-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Directory of their git clones, named owner__name (work trees or bare).")
-@click.option("--language", "languages", multiple=True, help="Only repositories of this language (repeatable).")
-@click.option("--repo", "names", multiple=True, help="Only this owner__name (repeatable).")
+@corpus_options
 @click.option("--max-repos", type=click.IntRange(min=1), default=None,
               help="Only the first N training repositories (held-out ones never count), in name order.")
 @click.option("--skip-repos", type=click.IntRange(min=0), default=0, show_default=True,

@@ -16,6 +16,7 @@ from cornstack_train.data.splits import RepoSplit
 from cornstack_train.reranker.data import embedder_order, first_stage_window, positive_slot
 from cornstack_train.reranker.evaluation import EvalConfig, heldout_windows
 from cornstack_train.reranker.teacher import TeacherConfig, rank_windows, select_windows
+from tests.cornstack_train import stage_rows
 
 HELD = "held/out"
 SPLIT = RepoSplit(heldout_repos=(HELD,))
@@ -23,19 +24,12 @@ SPLIT = RepoSplit(heldout_repos=(HELD,))
 
 def filtered_rows(per_repo: int = 8) -> list[dict]:
     """Rows as the ``negatives`` stage writes them after ``filter``: varied filter ranks and scores."""
-    rows = []
-    for repo in ("a/one", "b/two", HELD):
-        ids = [f"{repo.replace('/', '_')}-{k}" for k in range(per_repo)]
-        for k, rid in enumerate(ids):
-            others = [o for o in ids if o != rid]
-            rows.append({
-                "id": rid, "query": f"Return the value times {k}.", "positive": f"def mul_{k}(x):\n    return x * {k}",
-                "kind": "docstring" if k % 3 else "commit", "language": "python", "repo": repo,
-                "path": f"pkg/m{k}.py", "name": f"mul_{k}", "source": "git:0",
-                "filter_score": 0.5 + 0.05 * k, "filter_rank": 1 + k % 4, "negative_ids": others,
-                "negative_scores": [round(0.7 - 0.07 * ((j * 3 + k) % 7), 3) for j in range(len(others))],
-            })
-    return rows
+    return stage_rows.negatives_rows(
+        ("a/one", "b/two", HELD), per_repo,
+        lambda repo, k: {"query": f"Return the value times {k}.", "positive": f"def mul_{k}(x):\n    return x * {k}",
+                         "kind": "docstring" if k % 3 else "commit", "path": f"pkg/m{k}.py", "name": f"mul_{k}",
+                         "filter_score": 0.5 + 0.05 * k, "filter_rank": 1 + k % 4},
+        lambda k, j: round(0.7 - 0.07 * ((j * 3 + k) % 7), 3))
 
 
 def unfiltered(rows: list[dict]) -> list[dict]:

@@ -18,6 +18,7 @@ from cornstack_train.reranker.data import (IGNORE_INDEX, answer_for, embedder_or
 from cornstack_train.data.splits import RepoSplit
 from cornstack_train.reranker.teacher import TeacherConfig, target_order
 
+from tests.cornstack_train import stage_rows  # noqa: E402
 from tests.tiny_lm import one_thread, tiny_loaded, tiny_model, tiny_tokenizer
 
 HELD = "held/out"
@@ -25,20 +26,13 @@ SPLIT = RepoSplit(heldout_repos=(HELD,))
 
 
 def negatives_rows(per_repo: int = 6) -> list[dict]:
-    """A tiny ``negatives`` stage: each row's negatives are the other rows of its repository."""
-    rows = []
-    for repo in ("a/one", "b/two", HELD):
-        ids = [f"{repo.replace('/', '_')}-{k}" for k in range(per_repo)]
-        for k, rid in enumerate(ids):
-            others = [o for o in ids if o != rid]
-            rows.append({
-                "id": rid, "query": f"Return the value plus {k}.", "positive": f"def add_{k}(x):\n    return x + {k}",
-                "kind": "docstring" if k % 3 else "commit", "language": "python", "repo": repo,
-                "path": f"pkg/m{k}.py", "name": f"add_{k}", "source": "git:0", "filter_score": 0.9,
-                "filter_rank": 1 + k % 3, "negative_ids": others,
-                "negative_scores": [0.8 - 0.1 * j for j in range(len(others))][::-1],  # stored unsorted
-            })
-    return rows
+    """A tiny ``negatives`` stage (negatives stored unsorted)."""
+    return stage_rows.negatives_rows(
+        ("a/one", "b/two", HELD), per_repo,
+        lambda repo, k: {"query": f"Return the value plus {k}.", "positive": f"def add_{k}(x):\n    return x + {k}",
+                         "kind": "docstring" if k % 3 else "commit", "path": f"pkg/m{k}.py", "name": f"add_{k}",
+                         "filter_score": 0.9, "filter_rank": 1 + k % 3},
+        lambda k, j: 0.8 - 0.1 * (per_repo - 2 - j))
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from cornstack_train.reranker.data import first_stage_window, gold_anchored  # n
 from cornstack_train.reranker.teacher import (LLMTeacher, TeacherConfig, WorkFile, teacher_rank,  # noqa: E402
                                             work_dir)
 
+from tests.cornstack_train import stage_rows  # noqa: E402
 from tests.tiny_lm import one_thread, tiny_loaded  # noqa: E402
 
 HELD = "held/out"
@@ -31,18 +32,11 @@ DEPTH = 4
 
 def negatives_rows(per_repo: int = 5) -> list[dict]:
     """A tiny ``negatives`` stage whose queries are unique, so a teacher's calls name the windows."""
-    rows = []
-    for repo in ("a/one", "b/two", HELD):
-        ids = [f"{repo.replace('/', '_')}-{k}" for k in range(per_repo)]
-        for k, rid in enumerate(ids):
-            others = [o for o in ids if o != rid]
-            rows.append({
-                "id": rid, "query": f"{repo}: return the value plus {k}.",
-                "positive": f"def add_{k}(x):\n    return x + {k}", "kind": "docstring" if k % 2 else "commit",
-                "language": "python", "repo": repo, "path": f"pkg/m{k}.py", "name": f"add_{k}", "source": "git:0",
-                "negative_ids": others, "negative_scores": [0.8 - 0.1 * j for j in range(len(others))],
-            })
-    return rows
+    return stage_rows.negatives_rows(
+        ("a/one", "b/two", HELD), per_repo,
+        lambda repo, k: {"query": f"{repo}: return the value plus {k}.", "positive": f"def add_{k}(x):\n    return x + {k}",
+                         "kind": "docstring" if k % 2 else "commit", "path": f"pkg/m{k}.py", "name": f"add_{k}"},
+        lambda k, j: 0.8 - 0.1 * j)
 
 
 @pytest.fixture
