@@ -130,13 +130,17 @@ def test_an_interrupted_run_resumes_without_ranking_finished_instances_again(tmp
     assert stats["instances"] == len(expected) and not work_dir(out).exists()
 
 
+def _interrupted_run(negatives_dir, out, loaded) -> None:
+    """A gold-teacher run into ``out`` that dies after its first teacher call, leaving its work file."""
+    config = TeacherConfig(mode="gold-teacher", depth=DEPTH, batch_size=2)
+    with pytest.raises(Interrupted):
+        teacher_rank(str(negatives_dir), str(out), config, SPLIT, RecordingTeacher(tiny_teacher(loaded), die_after_calls=1))
+
+
 def test_a_rerun_with_other_settings_is_refused_until_overwrite(tmp_path, negatives_dir, loaded):
     out = tmp_path / "inst"
-    config = TeacherConfig(mode="gold-teacher", depth=DEPTH, batch_size=2)
     with one_thread():
-        with pytest.raises(Interrupted):
-            teacher_rank(str(negatives_dir), str(out), config, SPLIT,
-                         RecordingTeacher(tiny_teacher(loaded), die_after_calls=1))
+        _interrupted_run(negatives_dir, out, loaded)
         other = TeacherConfig(mode="teacher", depth=DEPTH, batch_size=2)
         with pytest.raises(StageError, match="unfinished run with other config"):
             teacher_rank(str(negatives_dir), str(out), other, SPLIT, RecordingTeacher(tiny_teacher(loaded)))
@@ -150,18 +154,16 @@ def test_work_records_for_another_candidate_list_are_refused(tmp_path, negatives
     rows = negatives_rows()
     window = first_stage_window(rows[0], {r["id"]: r for r in rows}, DEPTH)
     out = tmp_path / "inst"
-    config = TeacherConfig(mode="gold-teacher", depth=DEPTH, batch_size=2)
     with one_thread():
-        with pytest.raises(Interrupted):
-            teacher_rank(str(negatives_dir), str(out), config, SPLIT,
-                         RecordingTeacher(tiny_teacher(loaded), die_after_calls=1))
+        _interrupted_run(negatives_dir, out, loaded)
     work = WorkFile(work_dir(out))
     records = [json.loads(line) for line in work.path.read_text().splitlines()]
     record = next(r for r in records if r["id"] == window.id)
     record["candidate_ids"] = record["candidate_ids"][::-1]
     work.path.write_text("".join(json.dumps(r) + "\n" for r in records))
     with pytest.raises(StageError, match="another candidate list"):
-        teacher_rank(str(negatives_dir), str(out), config, SPLIT, RecordingTeacher(tiny_teacher(loaded)))
+        teacher_rank(str(negatives_dir), str(out), TeacherConfig(mode="gold-teacher", depth=DEPTH, batch_size=2),
+                     SPLIT, RecordingTeacher(tiny_teacher(loaded)))
 
 
 def test_cli_defaults_to_first_token_and_the_packaged_default_teacher_has_a_name():
