@@ -57,13 +57,8 @@ def install_package_data(target: Path, weights: dict[str, Path], run: Path) -> N
     def write(tmp: Path) -> None:
         for name, source in {**weights, **records}.items():
             shutil.copy2(source, tmp / name)
-        # Package data must be readable by every user of an install: training writes its files 0600
-        # (temp files renamed into place) and the temp directory is 0700.
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        tmp.chmod(0o755)
 
-    atomic_replace_dir(target, write)
+    atomic_replace_dir(target, write, public=True)
 
 
 def delta_dir_of(run: str | Path) -> Path:

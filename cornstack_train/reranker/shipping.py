@@ -379,12 +379,8 @@ def ship_reranker(run: str | Path, evals: Sequence[str | Path] = (), mined: str 
         card = card_data(adapter, data, corpus, heldout, files)
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
         (tmp / CARD_FILE).write_text(render_card(card))
-        # Package data must be readable by every user of an install; the temp directory is 0700.
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        tmp.chmod(0o755)
 
-    atomic_replace_dir(target, write)
+    atomic_replace_dir(target, write, public=True)
     return ShipReport(target=target, adapter_bytes=adapter.bytes, adapter_sha256=adapter.weights_sha256,
                       files=tuple(sorted(p.name for p in target.iterdir())))
 

@@ -38,17 +38,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_replace_dir(target: Path, write: Callable[[Path], None]) -> Path:
+def atomic_replace_dir(target: Path, write: Callable[[Path], None], public: bool = False) -> Path:
     """Fill a sibling temp dir with ``write(tmp)``, then swap it in for ``target``.
 
     Readers see the old directory or the new one: an interrupted write leaves
-    only a hidden temp dir behind, never a half-written ``target``.
+    only a hidden temp dir behind, never a half-written ``target``. With ``public``
+    (package data, which every user of an install reads) the files become 0644 and
+    the directory 0755: the temp dir is made 0700 and training writes its files 0600.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         write(tmp)
+        if public:
+            for path in tmp.iterdir():
+                path.chmod(0o644)
+            tmp.chmod(0o755)
         if target.exists():
             trash = target.with_name(f".{target.name}.old")
             shutil.rmtree(trash, ignore_errors=True)
