@@ -36,7 +36,11 @@ INSTANCE_COLUMNS = ("id", "query", "candidates", "candidate_ids", "first_stage_s
 
 @dataclass(frozen=True)
 class Window:
-    """A query's candidate window in first-stage order; ``positive_index`` points into it."""
+    """A query's candidate window in first-stage order; ``positive_index`` points into it.
+
+    ``gold`` lists every right answer's index where there are several (the functions one commit
+    changed, ``positive_index`` the first of them); empty means ``positive_index`` alone.
+    """
 
     id: str
     query: str
@@ -45,6 +49,7 @@ class Window:
     scores: list[float]
     positive_index: int
     meta: dict[str, Any] = field(default_factory=dict)  # kind, language, repo, path, name
+    gold: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

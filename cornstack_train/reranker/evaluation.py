@@ -58,7 +58,8 @@ def shuffled(window: Window, rng: random.Random) -> Window:
     rng.shuffle(perm)
     return replace(window, candidates=[window.candidates[i] for i in perm],
                    candidate_ids=[window.candidate_ids[i] for i in perm], scores=[window.scores[i] for i in perm],
-                   positive_index=perm.index(window.positive_index))
+                   positive_index=perm.index(window.positive_index) if window.positive_index >= 0 else -1,
+                   gold=tuple(sorted(perm.index(g) for g in window.gold)))
 
 
 def heldout_sample(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[dict[str, Any]]:
@@ -77,6 +78,28 @@ def heldout_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: Ev
     windows = [w for w in (first_stage_window(r, by_id, config.depth) for r in picked) if w is not None]
     if config.shuffle:
         windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) for w in windows]
+    return windows
+
+
+def list_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalConfig) -> list[Window]:
+    """Windows of a ``repo-windows --heldout-lists`` stage: each query's top ``depth`` as ``localize``'s
+    pipeline ranked it over a held-out repository, every gold marked. A list whose golds all fell below
+    the top counts as a miss for every system (``positive_index`` -1, no model call)."""
+    picked = [r for r in rows if split.is_heldout(r["repo"])]
+    if len(picked) < len(rows):
+        raise ValueError(f"{len(rows) - len(picked)} of the lists are from repositories this split trains on: "
+                         "give eval-reranker the split repo-windows --heldout-lists was built with")
+    picked.sort(key=lambda r: r["id"])
+    random.Random(config.seed).shuffle(picked)  # a sample of k is a prefix of a sample of k + 1
+    picked = picked if config.max_queries is None else picked[: config.max_queries]
+    windows = []
+    for r in picked:
+        depth = min(config.depth, len(r["candidates"]))
+        gold = tuple(g for g in r["gold"] if g < depth)
+        windows.append(Window(r["id"], r["query"], r["candidates"][:depth], r["candidate_ids"][:depth],
+                              r["first_stage_scores"][:depth], gold[0] if gold else -1, window_meta(r), gold))
+    if config.shuffle:
+        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if w.positive_index >= 0 else w for w in windows]
     return windows
 
 
@@ -115,9 +138,13 @@ def retrieved_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: 
     return windows
 
 
-def positive_rank(order: Sequence[int], positive_index: int) -> int:
-    """1-based rank of the positive in a best-first order of window positions; 0 when the list lacks it."""
-    return list(order).index(positive_index) + 1 if positive_index >= 0 else 0
+def positive_rank(order: Sequence[int], positive_index: int, gold: Sequence[int] = ()) -> int:
+    """1-based rank of the positive (the best-placed of ``gold`` when given) in a best-first order of
+    window positions; 0 when the list lacks it."""
+    if positive_index < 0:
+        return 0
+    order = list(order)
+    return min(order.index(g) for g in (*gold, positive_index)) + 1
 
 
 def metrics(ranks: Sequence[int]) -> dict[str, float]:
@@ -217,7 +244,7 @@ def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, ou
         seconds = (time.perf_counter() - started) / len(chunk)
         with path.open("a") as handle:
             for w, order in zip(chunk, orders):
-                done[w.id] = positive_rank(order, w.positive_index)
+                done[w.id] = positive_rank(order, w.positive_index, w.gold)
                 handle.write(json.dumps({"id": w.id, "rank": done[w.id], "order": list(order), "list": _list_key(w),
                                          "seconds": round(seconds, 2)}) + "\n")
         if progress:
@@ -241,7 +268,8 @@ def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str,
                for name, ranker in systems.items()}
     report = {"results": results, "config": asdict(config), "split": split.describe(),
               "repos": sorted({w.meta.get("repo", "") for w in windows}),
-              "positive_first_stage_rank": metrics([w.positive_index + 1 for w in windows]),
+              "positive_first_stage_rank": metrics([positive_rank(range(len(w.candidates)), w.positive_index, w.gold)
+                                                    for w in windows]),
               "systems": described or {}}
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "metrics.md", markdown_table(results))

@@ -39,7 +39,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 from indexer.storage.atomic import atomic_write_bytes
 
@@ -57,6 +57,9 @@ log = logging.getLogger("cornstack_train.reranker.repo_windows")
 KIND = "commit-repo"
 TEACHER = "pipeline"
 TEACHER_MODE = "gold-pipeline"
+LIST_KIND = "commit-repo-list"  # --heldout-lists: one whole list per query, for eval-reranker
+LIST_MODE = "heldout-lists"
+LIST_COLUMNS = ("id", "query", "candidates", "candidate_ids", "first_stage_scores", "positive_index", "repo", "gold")
 SHARDS = "repos"  # <out>.work/repos/<owner__name>.json
 
 
@@ -154,23 +157,32 @@ class RepoStats:
     seconds: float = 0.0
 
 
-def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig,
-                 settings: WindowSettings) -> tuple[list[dict[str, Any]], RepoStats]:
-    """(instance records, stats) of one repository at its pinned head."""
+@dataclass(frozen=True)
+class RankedQuery:
+    """One commit message ranked by the pipeline over the snapshot before it; ``gold`` holds the index
+    rows of the functions the commit changed (never empty)."""
+
+    snapshot: str
+    commit: str
+    text: str
+    chunks: Sequence[Any]
+    gold: frozenset[int]
+    functions: list[int]
+    function_scores: dict[int, float]
+
+
+def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig,
+                   stats: RepoStats) -> Iterator[RankedQuery]:
+    """Every mined query of ``source`` whose changed functions are in its snapshot's index, ranked by the
+    product's pipeline (``config``); ``stats`` counts snapshots, queries and best gold ranks as they go."""
     from indexer.history.build import HistoryConfig
     from localizer.pipeline import RankingPipeline
-    from localizer.rerank.localize import function_candidates
-    from localizer.rerank.reranker import candidate_text
 
     from cornstack_train.ranker.mining import queries_after, snapshots
-    from cornstack_train.reranker.data import Instance, Window
 
-    started = time.perf_counter()
     repo = source.repo
-    stats = RepoStats(source.name, repo.head)
     pipeline = RankingPipeline(config)
     history = config.history or HistoryConfig()  # the mining's bulk and size limits
-    records: list[dict[str, Any]] = []
     for snapshot in snapshots(repo.path, mining.offsets, repo.head):
         queries = queries_after(repo.path, snapshot, mining, history, repo.head)
         if not queries:
@@ -184,35 +196,93 @@ def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfi
                 rows_by_key.setdefault((chunk.path, chunk.name), []).append(row)
         for query in queries:
             stats.queries += 1
-            gold = {row for key in query.functions for row in rows_by_key.get(key, ())}
+            gold = frozenset(row for key in query.functions for row in rows_by_key.get(key, ()))
             if not gold:
                 continue
             stats.queries_with_gold += 1
             ranking = pipeline.rank(index, query.text)
-            best = next((i for i, row in enumerate(ranking.functions) if row in gold), None)
-            bucket = rank_bucket(best, settings.depth)
-            stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
-            head = ranking.functions[: settings.depth]
-            plans = plan_windows([row in gold for row in head], settings)
-            stats.gold_in_top += bool(plans)
-            for plan in plans:
-                start, end = plan.span
-                rows = head[start:end]
-                first = chunks[rows[plan.positive_index]]
-                window = Window(
-                    id=f"{source.name}@{snapshot[:12]}:{query.commit[:12]}:{start}-{end}", query=query.text,
-                    candidates=[candidate_text(c) for c in function_candidates(rows, chunks, ranking.function_scores)],
-                    candidate_ids=[chunks[row].key for row in rows],
-                    scores=[float(ranking.function_scores[row]) for row in rows], positive_index=plan.positive_index,
-                    meta={"kind": KIND, "language": source.language, "repo": source.name, "path": first.path,
-                          "name": first.name})
-                records.append(Instance(window, plan.target, TEACHER, TEACHER_MODE).record())
-                stats.windows += 1
+            yield RankedQuery(snapshot, query.commit, query.text, chunks, gold, ranking.functions,
+                              ranking.function_scores)
+
+
+def _window_record(source: SourceRepo, ranked: RankedQuery, span: tuple[int, int], target: list[int],
+                   positive_index: int, kind: str, mode: str, gold: Sequence[int] = ()) -> dict[str, Any]:
+    """An instance record of ``ranked.functions[span]``, titled and texted as inference renders it."""
+    from localizer.rerank.localize import function_candidates
+    from localizer.rerank.reranker import candidate_text
+
+    from cornstack_train.reranker.data import Instance, Window
+
+    start, end = span
+    chunks, rows = ranked.chunks, ranked.functions[start:end]
+    first = chunks[rows[positive_index if positive_index >= 0 else 0]]
+    window = Window(
+        id=f"{source.name}@{ranked.snapshot[:12]}:{ranked.commit[:12]}:{start}-{end}", query=ranked.text,
+        candidates=[candidate_text(c) for c in function_candidates(rows, chunks, ranked.function_scores)],
+        candidate_ids=[chunks[row].key for row in rows],
+        scores=[float(ranked.function_scores[row]) for row in rows], positive_index=positive_index,
+        meta={"kind": kind, "language": source.language, "repo": source.name, "path": first.path,
+              "name": first.name}, gold=tuple(gold))
+    record = Instance(window, target, TEACHER, mode).record()
+    if mode == LIST_MODE:
+        record["gold"] = list(gold)
+    return record
+
+
+def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig,
+                 settings: WindowSettings) -> tuple[list[dict[str, Any]], RepoStats]:
+    """(instance records, stats) of one repository at its pinned head."""
+    started = time.perf_counter()
+    stats = RepoStats(source.name, source.repo.head)
+    records: list[dict[str, Any]] = []
+    for ranked in ranked_queries(source, config, mining, stats):
+        best = next((i for i, row in enumerate(ranked.functions) if row in ranked.gold), None)
+        bucket = rank_bucket(best, settings.depth)
+        stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
+        head = ranked.functions[: settings.depth]
+        plans = plan_windows([row in ranked.gold for row in head], settings)
+        stats.gold_in_top += bool(plans)
+        for plan in plans:
+            records.append(_window_record(source, ranked, plan.span, plan.target, plan.positive_index, KIND,
+                                          TEACHER_MODE))
+            stats.windows += 1
+    stats.seconds = round(time.perf_counter() - started, 1)
+    return records, stats
+
+
+def heldout_lists(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig,
+                  settings: WindowSettings) -> tuple[list[dict[str, Any]], RepoStats]:
+    """(list records, stats) of one held-out repository: per query, the pipeline's top ``depth`` as it is,
+    every gold marked (``gold``; ``positive_index`` the first, -1 when none made the top): what
+    ``eval-reranker`` reorders to measure the reranker where ``localize`` uses it."""
+    started = time.perf_counter()
+    stats = RepoStats(source.name, source.repo.head)
+    records: list[dict[str, Any]] = []
+    for ranked in ranked_queries(source, config, mining, stats):
+        head = ranked.functions[: settings.depth]
+        gold = [i for i, row in enumerate(head) if row in ranked.gold]
+        best = next((i for i, row in enumerate(ranked.functions) if row in ranked.gold), None)
+        bucket = rank_bucket(best, settings.depth)
+        stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
+        stats.gold_in_top += bool(gold)
+        target = golds_anchored(range(len(head)), gold) if gold else list(range(len(head)))
+        records.append(_window_record(source, ranked, (0, len(head)), target, gold[0] if gold else -1, LIST_KIND,
+                                      LIST_MODE, gold))
+        stats.windows += 1
     stats.seconds = round(time.perf_counter() - started, 1)
     return records, stats
 
 
 # --------------------------------------------------------------------------- the stage
+
+
+def is_list_stage(path: str | Path) -> bool:
+    """Whether ``path`` is a ``repo-windows --heldout-lists`` stage (by its stats)."""
+    stats = Path(path) / "stats.json"
+    try:
+        return json.loads(stats.read_text()).get("config", {}).get("mode") == LIST_MODE
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def ranker_identity(config: LocalizeConfig) -> dict[str, Any]:
@@ -241,7 +311,7 @@ def run_identity(sources: Sequence[SourceRepo], config: LocalizeConfig, mining: 
 
 def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances: int, config: LocalizeConfig,
                 mining: MiningConfig, settings: WindowSettings, split: RepoSplit, computed: Sequence[str],
-                seconds: float) -> dict[str, Any]:
+                seconds: float, lists: bool = False) -> dict[str, Any]:
     """``stats.json``: teacher-rank's keys (what the adapter card reads) plus the per-repository figures."""
     queries = sum(s.queries for s in per_repo)
     ranks: dict[str, int] = {}
@@ -252,12 +322,12 @@ def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances
     return {
         "stage": "repo-windows",
         "instances": instances,
-        "by_kind": {KIND: instances} if instances else {},
+        "by_kind": {LIST_KIND if lists else KIND: instances} if instances else {},
         "repos": sum(s.windows > 0 for s in per_repo),
         "repos_ranked": len(per_repo),
         "heldout_repos": list(heldout),
         "teacher": TEACHER,
-        "config": {"mode": TEACHER_MODE, **asdict(settings), "mining": asdict(mining),
+        "config": {"mode": LIST_MODE if lists else TEACHER_MODE, **asdict(settings), "mining": asdict(mining),
                    "history": asdict(config.history) if config.history else None, "retriever": config.retriever,
                    "ranker": ranker_identity(config)},
         "split": split.describe(),
@@ -284,12 +354,16 @@ OnRepo = Callable[[RepoStats, bool], None]  # (the repository's stats, taken fro
 def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, config: LocalizeConfig,
                        split: RepoSplit, settings: WindowSettings = WindowSettings(),
                        mining: MiningConfig | None = None, max_repos: int | None = None, overwrite: bool = False,
-                       on_repo: OnRepo | None = None) -> dict[str, Any]:
+                       on_repo: OnRepo | None = None, lists: bool = False) -> dict[str, Any]:
     """Rank every training repository's commit queries and write the windows as a stage; returns its stats.
 
     Held-out repositories are left out before anything is ranked; ``max_repos`` takes the first N of
     the others, in the order given. ``mining`` defaults to the learned ranker's (MiningConfig()).
     ``overwrite`` discards an unfinished run as well as a finished stage.
+
+    ``lists``: the opposite side of the split, for evaluation: only the held-out repositories are
+    ranked, and each query gives one record, its whole top ``depth`` with every gold marked
+    (:func:`heldout_lists`).
     """
     from datasets import Dataset
 
@@ -301,14 +375,17 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
         raise StageError(f"{out_dir} already exists; pass --overwrite to replace it")
     started = time.perf_counter()
     heldout = sorted(s.name for s in sources if split.is_heldout(s.name))
-    training = [s for s in sources if not split.is_heldout(s.name)][:max_repos]
+    training = [s for s in sources if split.is_heldout(s.name) == lists][:max_repos]
     if not training:
-        raise StageError("no training repositories: every one given is held out")
+        raise StageError("no held-out repositories among those given" if lists else
+                         "no training repositories: every one given is held out")
+    rank_repo = heldout_lists if lists else repo_windows
     work = WorkFile(work_dir(out_dir))
     with work.claimed():
         if overwrite:
             work.remove()
-        work.start(run_identity(training, config, mining, settings, split))
+        work.start({**run_identity(training, config, mining, settings, split),
+                    "mode": LIST_MODE if lists else TEACHER_MODE})
         records: list[dict[str, Any]] = []
         per_repo: list[RepoStats] = []
         computed: list[str] = []
@@ -318,7 +395,7 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
                 stored = json.loads(shard.read_text())
                 found, stats = stored["instances"], RepoStats(**stored["stats"])
             else:
-                found, stats = repo_windows(source, config, mining, settings)
+                found, stats = rank_repo(source, config, mining, settings)
                 payload = {"stats": asdict(stats), "instances": found}
                 atomic_write_bytes(shard, (json.dumps(payload, ensure_ascii=False) + "\n").encode())
                 computed.append(stats.repo)
@@ -330,7 +407,7 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
             raise StageError(f"no windows: no query of the {len(training)} repositories had a changed function in "
                              f"its top {settings.depth}")
         stats = stage_stats(per_repo, heldout, len(records), config, mining, settings, split, computed,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, lists)
         save_stage(Dataset.from_list(records), out_dir, stats, overwrite=overwrite)
         work.remove()
     return stats

@@ -156,12 +156,19 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
               help="Candidates per window [default: 10, as --rerank-window].")
 @click.option("--stride", type=click.IntRange(1), default=None,
               help="How far windows move [default: 5, as --rerank-stride].")
+@click.option("--offset", "offsets", multiple=True, type=click.IntRange(min=1),
+              help="Snapshots this many commits before the pinned head (repeatable) [default: the learned "
+                   "ranker's mining: 150, 600 and 1500].")
+@click.option("--heldout-lists", is_flag=True,
+              help="Rank the held-out repositories instead, one record per query: its whole top DEPTH in "
+                   "pipeline order with every gold marked. eval-reranker reorders those lists to measure the "
+                   "reranker where localize uses it.")
 @_split_options
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output stage directory.")
 @click.option("--overwrite", is_flag=True)
 def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_repos, index_dir, history_commits, depth,
-                         window, stride, heldout_fraction, heldout_repos, out, overwrite):
+                         window, stride, offsets, heldout_lists, heldout_fraction, heldout_repos, out, overwrite):
     """Reranker windows from commit messages, ranked by localize's own pipeline over the snapshot before them.
 
     Per training repository and past snapshot, each later commit's message is ranked (BM25, the learned
@@ -177,6 +184,7 @@ def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_rep
 
     from cornstack_train.data.licenses import load_repo_list
     from cornstack_train.data.records import stage_complete
+    from cornstack_train.ranker.mining import MiningConfig
     from cornstack_train.ranker.stages import training_repos
     from cornstack_train.reranker.repo_windows import SourceRepo, WindowSettings, repo_windows_stage
 
@@ -202,8 +210,10 @@ def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_rep
             click.echo(f"{stats.repo}: {stats.queries} queries, {stats.gold_in_top} with a gold in the top "
                        f"{settings.depth}, {stats.windows} windows ({how})", err=True)
 
+        mining = MiningConfig(offsets=tuple(offsets)) if offsets else None
         stats = repo_windows_stage(sources, out, config, RepoSplit(heldout_fraction, tuple(heldout_repos)), settings,
-                                   max_repos=max_repos, overwrite=overwrite, on_repo=report)
+                                   mining=mining, max_repos=max_repos, overwrite=overwrite, on_repo=report,
+                                   lists=heldout_lists)
     except (LocalizerError, ValueError) as exc:
         fail(exc)
     keys = ("instances", "repos", "queries", "queries_with_gold", "gold_in_top", "gold_in_top_share", "gold_rank",
@@ -328,10 +338,14 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
     STAGE is a `negatives` stage: each list is a query's positive at its filter rank among its hardest
     negatives. Those pairs passed the consistency filter, so the retriever's order is strong by
     construction. With --retrieve-with, each list is instead the top --depth of a real search over
-    the held-out codes, positive or not: the setting a reranker meets in `localize`.
+    the held-out codes, positive or not. A `repo-windows --heldout-lists` stage gives the setting
+    the reranker meets in `localize` itself: each commit message's top --depth functions of its
+    repository, as the product's pipeline ranked them (set --depth 20, localize's --rerank-depth).
     """
     from cornstack_train.data.records import NEGATIVE_COLUMNS, PAIR_COLUMNS, load_stage
-    from cornstack_train.reranker.evaluation import RETRIEVER, EvalConfig, evaluate, fused_ranker, markdown_table, reranker_ranker
+    from cornstack_train.reranker.evaluation import (RETRIEVER, EvalConfig, evaluate, fused_ranker, list_windows,
+                                                     markdown_table, reranker_ranker)
+    from cornstack_train.reranker.repo_windows import LIST_COLUMNS, is_list_stage
 
     if threads:
         import torch
@@ -365,7 +379,12 @@ def eval_reranker_command(negatives, out, adapters, zero_shot, model, depth, max
         split = RepoSplit(heldout_fraction, tuple(heldout_repos))
         eval_config = EvalConfig(depth=depth, max_queries=max_queries, kinds=tuple(kinds), seed=seed, shuffle=shuffle)
         windows = None
-        if retriever_model:
+        if is_list_stage(negatives):
+            rows = load_stage(negatives, require=LIST_COLUMNS).to_list()
+            windows = list_windows(rows, split, eval_config)
+            described[RETRIEVER] = f"localize's pipeline order (top {depth} per query, {negatives})" + (
+                ", shown in random order (--shuffle)" if shuffle else "")
+        elif retriever_model:
             rows = load_stage(negatives, require=PAIR_COLUMNS).to_list()
             windows = _retrieved_windows(rows, split, eval_config, retriever_model, device)
             described[RETRIEVER] = f"top {depth} of {retriever_model} over the held-out codes" + (

@@ -248,3 +248,70 @@ def test_cli_builds_the_stage_with_the_shipped_ranker_and_train_reranker_takes_i
     assert training["data"]["stats"]["stage"] == "repo-windows"
     assert [e["path"] for e in training["data"]["extra_stages"]] == [str(teacher)]
     assert json.loads((run / "train_stats.json").read_text())["instances"] == stats["instances"] + 3
+
+
+# --------------------------------------------------------------------------- held-out lists, for eval-reranker
+
+
+def test_heldout_lists_rank_only_the_heldout_repository_one_whole_list_per_query(tmp_path, sources):
+    from cornstack_train.reranker.evaluation import EvalConfig, list_windows, positive_rank, shuffled
+
+    settings = WindowSettings(depth=6, window=4, stride=2)
+    out = tmp_path / "lists"
+    stats = repo_windows_stage(sources, out, _config(tmp_path), SPLIT, settings, mining=MINING, lists=True)
+    assert rw.is_list_stage(out) and not rw.is_list_stage(tmp_path / "nowhere")
+    rows = load_stage(out, require=rw.LIST_COLUMNS).to_list()
+    assert list(stats["per_repo"]) == ["o/b"] and {r["repo"] for r in rows} == {"o/b"}
+    assert stats["config"]["mode"] == "heldout-lists" and stats["by_kind"] == {"commit-repo-list": len(rows)}
+    assert len(rows) == stats["per_repo"]["o/b"]["queries_with_gold"] == 6  # every query, gold listed or not
+    for row in rows:
+        assert len(row["candidates"]) == 6 and row["id"].endswith(":0-6")  # the whole top depth, one record
+        assert row["first_stage_scores"] == sorted(row["first_stage_scores"], reverse=True)
+        golds = [i for i, c in enumerate(row["candidates"]) if c.split("\n", 1)[0].endswith(f"::{row['name']}")]
+        assert row["gold"] == golds and row["positive_index"] == (golds[0] if golds else -1)
+    windows = list_windows(rows, SPLIT, EvalConfig(depth=6, max_queries=None))
+    assert sorted(w.id for w in windows) == sorted(r["id"] for r in rows)
+    for w in windows:  # the pipeline's own order scores the rank of its best gold
+        expected = w.gold[0] + 1 if w.gold else 0
+        assert positive_rank(range(6), w.positive_index, w.gold) == expected
+    # --shuffle moves every gold with its candidate
+    listed = next(w for w in windows if w.gold)
+    moved = shuffled(listed, __import__("random").Random(3))
+    assert {moved.candidates[g] for g in moved.gold} == {listed.candidates[g] for g in listed.gold}
+    assert moved.candidates[moved.positive_index] == listed.candidates[listed.positive_index]
+    # a split that trains on the repository refuses its lists
+    with pytest.raises(ValueError, match="split"):
+        list_windows(rows, RepoSplit(heldout_repos=("o/a",)), EvalConfig(depth=6))
+
+
+def test_positive_rank_takes_the_best_placed_gold():
+    from cornstack_train.reranker.evaluation import positive_rank
+
+    assert positive_rank([3, 1, 0, 2], 2, (0, 2)) == 3  # gold 0 is 3rd, gold 2 4th: the best counts
+    assert positive_rank([2, 3, 1, 0], 0, (0, 2)) == 1
+    assert positive_rank([2, 3, 1, 0], 1) == 3
+    assert positive_rank([2, 3, 1, 0], -1, ()) == 0
+
+
+def test_eval_reranker_reads_a_list_stage_as_the_pipelines_order(tmp_path, sources):
+    """eval-reranker on a --heldout-lists stage: the retriever row is the pipeline's own order, every
+    gold counting (no model is loaded without --adapter or --zero-shot)."""
+    from click.testing import CliRunner
+
+    from cornstack_train.cli import main
+    from cornstack_train.reranker.evaluation import mrr_at_k
+
+    out = tmp_path / "lists"
+    repo_windows_stage(sources, out, _config(tmp_path), SPLIT, WindowSettings(depth=6, window=4, stride=2),
+                       mining=MINING, lists=True)
+    rows = load_stage(out, require=rw.LIST_COLUMNS).to_list()
+    r = CliRunner().invoke(main, ["eval-reranker", str(out), "-o", str(tmp_path / "eval"), "--no-zero-shot",
+                                  "--depth", "6", "--max-queries", "50", "--heldout-repo", "o/b"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    expected = mrr_at_k([r["gold"][0] + 1 if r["gold"] else 0 for r in rows], 10)
+    assert report["results"]["retriever"]["mrr@10"] == round(expected, 4) and report["repos"] == ["o/b"]
+    assert "pipeline order" in report["systems"]["retriever"]
+    wrong = CliRunner().invoke(main, ["eval-reranker", str(out), "-o", str(tmp_path / "eval2"), "--no-zero-shot",
+                                      "--heldout-repo", "o/a"])
+    assert wrong.exit_code == 1 and "split" in wrong.output
