@@ -14,9 +14,10 @@
 #    see that holds a changed function, gold first; the repositories after the learned ranker's 97, whose
 #    lists of its own training repositories would be too easy) -> `train-reranker` on both (LoRA, bf16,
 #    STEPS optimizer steps, default 2000);
-# 3. `eval-reranker` on the held-out repositories, each list the top 10 of a real search with RETRIEVER
-#    (default: the shipped embedder) over their codes, in that order and shuffled (the check that the
-#    adapter reads the code rather than the position), MRR@10 against the retriever and the base model;
+# 3. `repo-windows --heldout-lists` then `eval-reranker` on the held-out repositories: each list is a
+#    commit message's top 20 functions as localize's pipeline ranks them over the snapshot before it,
+#    reordered by the reranker as localize does, in that order and shuffled (the check that the adapter
+#    reads the code rather than the position); MRR@10 against the pipeline and the base model;
 # 4. `ship-reranker`: the adapter, checked, and its model card installed into the package (TARGET
 #    elsewhere). Its presence there turns reranking on by default.
 #
@@ -35,7 +36,6 @@ repos=${REPOS_DIR:-$work/train-repos}
 language=${LANGUAGE:-python}
 steps=${STEPS:-2000}
 backend=${BACKEND:-torch-bf16}
-retriever=${RETRIEVER:-$root/localizer/models/cornstack}
 mkdir -p "$repos"
 
 python "$root/benchmarks/clone_listed.py" "$repos" "$language" "$root/docs/history-repos.json" "$root/docs/train-repos.json"
@@ -56,7 +56,11 @@ cornstack-train teacher-rank "$work/negatives" -o "$work/teacher" --mode gold-em
     --max-instances "${TEACHER_WINDOWS:-2400}" ${heldout[@]+"${heldout[@]}"}
 cornstack-train repo-windows --repos-list "$root/docs/history-repos.json" --repos-list "$root/docs/train-repos.json" \
     --repos-dir "$repos" --language "$language" --skip-repos 97 --index-dir "$work/index" -o "$work/repo-windows" \
-    ${heldout[@]+"${heldout[@]}"}
+    --benchmark-repos-dir "$bench_repos" ${heldout[@]+"${heldout[@]}"}
+# The held-out repositories' own lists, as localize ranks them: what eval-reranker measures on.
+cornstack-train repo-windows --repos-list "$root/docs/history-repos.json" --repos-list "$root/docs/train-repos.json" \
+    --repos-dir "$repos" --language "$language" --skip-repos 97 --index-dir "$work/index" --heldout-lists \
+    --offset 150 --offset 600 -o "$work/heldout-lists" ${heldout[@]+"${heldout[@]}"}
 
 # A run that finished these steps is kept; otherwise train-reranker resumes from its last checkpoint.
 if ! python - "$work/train" "$steps" <<'PY'
@@ -87,8 +91,8 @@ evaluate() {
         echo "eval-reranker: $out is already complete; skipping" >&2
         return
     fi
-    cornstack-train eval-reranker "$work/mined" -o "$out" --retrieve-with "$retriever" \
-        --max-queries "${EVAL_QUERIES:-200}" --adapter "trained=$work/train/adapter" ${heldout[@]+"${heldout[@]}"} "$@"
+    cornstack-train eval-reranker "$work/heldout-lists" -o "$out" --depth 20 --max-queries "${EVAL_QUERIES:-200}" \
+        --adapter "trained=$work/train/adapter" ${heldout[@]+"${heldout[@]}"} "$@"
 }
 evaluate "$work/eval-$steps" --fusion rrf
 evaluate "$work/eval-$steps-shuffled" --shuffle

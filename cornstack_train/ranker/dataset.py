@@ -55,11 +55,13 @@ def _ranks(ordered: list, gold: set) -> list[int]:
 
 @dataclass(frozen=True)
 class TrainingRepo:
-    """A repository of the corpus: where it is, its name (``owner__name``) and the pinned commit mined."""
+    """A repository of the corpus: where it is, its name (``owner__name``), the pinned commit mined and
+    the licence the gate read there (SPDX; None when no gate ran)."""
 
     path: Path
     name: str
     head: str = "HEAD"
+    license: str | None = None
 
 
 def repo_rows(repo: TrainingRepo, config: LocalizeConfig, mining: MiningConfig, first_qid: int) -> tuple[dict, list[dict]]:

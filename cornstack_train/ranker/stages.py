@@ -55,7 +55,8 @@ def training_repos(lists: tuple[Path, ...], repos_dir: Path, languages: tuple[st
     result = gate(candidates, repos_dir)
     for verdict in result.refused:
         click.echo(f"skipping {verdict.repo}: {verdict.reason}", err=True)
-    found = {kept.entry.dir_name: TrainingRepo(kept.path, kept.entry.dir_name, kept.entry.head) for kept in result.kept}
+    found = {kept.entry.dir_name: TrainingRepo(kept.path, kept.entry.dir_name, kept.entry.head, kept.verdict.spdx)
+             for kept in result.kept}
     if not found:
         raise TrainingError(f"no usable repositories in {', '.join(map(str, lists))} under {repos_dir}")
     return sorted(found.values(), key=lambda r: r.name)

@@ -60,6 +60,27 @@ def _table(heldout: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _extra_stage_lines(extras: Sequence[dict[str, Any]]) -> list[str]:
+    """The ``--extra-stage`` data: what each stage is, and for a ``repo-windows`` one its own repositories."""
+    lines = []
+    for extra in extras:
+        checked = "re-hashed at install" if extra["verified"] else "not re-hashed: not on disk at install"
+        lines.append(f"- also trained on the `{extra['stage']}` stage sha256 `{extra['sha256']}` ({checked}): "
+                     f"{extra['instances']} instances, by kind {json.dumps(extra['by_kind'])}, from {extra['repos']} "
+                     f"repositories, mode `{extra['mode']}`")
+        corpus = extra.get("corpus")
+        if corpus:
+            lines += [
+                f"  - its {len(corpus['repos'])} repositories, each permissive at the pin its docs/ list gives: "
+                + ", ".join(f"{spdx} {n}" for spdx, n in corpus["licenses"].items())
+                + "; lists " + ", ".join(f"`{r['path']}` (sha256 `{r['sha256'][:16]}`)" for r in corpus["lists"]),
+                f"  - content-overlap check against {', '.join(corpus['benchmark_repos'])}: "
+                f"{corpus['dropped_benchmark_overlap']} windows dropped",
+                "  - " + ", ".join(f"{r['repo']}@{r['head'][:12]} ({r['license']})" for r in corpus["repos"]),
+            ]
+    return lines
+
+
 def _modules(modules: Any) -> str:
     """peft's target_modules: a list of names, or one regular expression."""
     return f"`{modules}`" if isinstance(modules, str) else ", ".join(sorted(modules or []))
@@ -106,6 +127,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"- instances: {data['instances']}; by kind: {json.dumps(data['by_kind'])}; repositories: {data['repos']}",
         f"- targets: mode `{data['mode']}`, teacher `{data['teacher']}`, depth {data['depth']}",
         f"- held out of training: {json.dumps(data['split'])}",
+        *_extra_stage_lines(data.get("extra_stages") or []),
         "",
         "## Corpus",
         "",

@@ -148,6 +148,7 @@ class RepoStats:
 
     repo: str
     head: str
+    license: str | None = None  # SPDX the licence gate read at ``head``
     snapshots: int = 0
     queries: int = 0
     queries_with_gold: int = 0
@@ -233,7 +234,7 @@ def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfi
                  settings: WindowSettings) -> tuple[list[dict[str, Any]], RepoStats]:
     """(instance records, stats) of one repository at its pinned head."""
     started = time.perf_counter()
-    stats = RepoStats(source.name, source.repo.head)
+    stats = RepoStats(source.name, source.repo.head, source.repo.license)
     records: list[dict[str, Any]] = []
     for ranked in ranked_queries(source, config, mining, stats):
         best = next((i for i, row in enumerate(ranked.functions) if row in ranked.gold), None)
@@ -256,7 +257,7 @@ def heldout_lists(source: SourceRepo, config: LocalizeConfig, mining: MiningConf
     every gold marked (``gold``; ``positive_index`` the first, -1 when none made the top): what
     ``eval-reranker`` reorders to measure the reranker where ``localize`` uses it."""
     started = time.perf_counter()
-    stats = RepoStats(source.name, source.repo.head)
+    stats = RepoStats(source.name, source.repo.head, source.repo.license)
     records: list[dict[str, Any]] = []
     for ranked in ranked_queries(source, config, mining, stats):
         head = ranked.functions[: settings.depth]
@@ -274,6 +275,22 @@ def heldout_lists(source: SourceRepo, config: LocalizeConfig, mining: MiningConf
 
 
 # --------------------------------------------------------------------------- the stage
+
+
+def drop_benchmark_overlap(records: Sequence[dict[str, Any]], benchmark: Any) -> list[dict[str, Any]]:
+    """``records`` less every window with a candidate whose code is a benchmark function.
+
+    DEVELOPERS.md's rule for weights that ship: no benchmark code in the training data, whichever
+    repository it came from (vendored and copied code included). A candidate is its title line and
+    its code (:func:`localizer.rerank.reranker.candidate_text`); the code is hashed as ``mine``
+    hashes positives (:func:`cornstack_train.data.denylist.overlapping`).
+    """
+    from cornstack_train.data.denylist import overlapping
+
+    def code(candidate: str) -> str:
+        return candidate.split("\n", 1)[1] if "\n" in candidate else candidate
+
+    return [r for r in records if not any(overlapping([code(c) for c in r["candidates"]], benchmark))]
 
 
 def is_list_stage(path: str | Path) -> bool:
@@ -354,7 +371,8 @@ OnRepo = Callable[[RepoStats, bool], None]  # (the repository's stats, taken fro
 def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, config: LocalizeConfig,
                        split: RepoSplit, settings: WindowSettings = WindowSettings(),
                        mining: MiningConfig | None = None, max_repos: int | None = None, overwrite: bool = False,
-                       on_repo: OnRepo | None = None, lists: bool = False) -> dict[str, Any]:
+                       on_repo: OnRepo | None = None, lists: bool = False,
+                       benchmark: Any = None, repos_lists: Sequence[str] = ()) -> dict[str, Any]:
     """Rank every training repository's commit queries and write the windows as a stage; returns its stats.
 
     Held-out repositories are left out before anything is ranked; ``max_repos`` takes the first N of
@@ -364,6 +382,11 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
     ``lists``: the opposite side of the split, for evaluation: only the held-out repositories are
     ranked, and each query gives one record, its whole top ``depth`` with every gold marked
     (:func:`heldout_lists`).
+
+    ``benchmark`` (``cornstack_train.data.denylist.BenchmarkHashes``): drop every window that shows
+    a benchmark function (:func:`drop_benchmark_overlap`), and record the check in the stats. It
+    applies when the stage is written, so the shards of a resumed run serve either way.
+    ``repos_lists``: the docs/ lists that pinned ``sources``, recorded for ``ship-reranker``'s pin check.
     """
     from datasets import Dataset
 
@@ -406,8 +429,17 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
         if not records:
             raise StageError(f"no windows: no query of the {len(training)} repositories had a changed function in "
                              f"its top {settings.depth}")
-        stats = stage_stats(per_repo, heldout, len(records), config, mining, settings, split, computed,
-                            time.perf_counter() - started, lists)
+        overlap: dict[str, Any] = {}
+        if benchmark is not None:
+            kept = drop_benchmark_overlap(records, benchmark)
+            overlap = {"benchmark_repos": list(benchmark.repos), "benchmark_function_hashes": len(benchmark.hashes),
+                       "dropped_benchmark_overlap": len(records) - len(kept)}
+            records = kept
+            if not records:
+                raise StageError("no windows left after the benchmark content-overlap check")
+        stats = {**stage_stats(per_repo, heldout, len(records), config, mining, settings, split, computed,
+                               time.perf_counter() - started, lists), **overlap}
+        stats["config"]["repos_lists"] = [str(p) for p in repos_lists]
         save_stage(Dataset.from_list(records), out_dir, stats, overwrite=overwrite)
         work.remove()
     return stats

@@ -13,7 +13,8 @@ An adapter in ``localizer/models/reranker`` turns reranking on for every run of 
 * the teacher-rank data it names must still hash to what it was trained on (when it is on disk),
   and the mined corpus behind it must meet DEVELOPERS.md's rule for weights trained on fetched
   repositories: mined from the docs/ lists only, every repository permissive at its pin, the
-  pins still in those lists, and the benchmark content-overlap check run;
+  pins still in those lists, and the benchmark content-overlap check run; so must every
+  ``--extra-stage`` (a ``repo-windows`` stage's own repositories, pins and overlap check);
 * held-out evaluations given with ``--eval`` must have scored these very weights.
 
 Then the adapter is copied into a sibling temp directory, the model card (``README.md``) and its
@@ -27,7 +28,7 @@ import json
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -226,18 +227,18 @@ def read_adapter(run: str | Path, max_bytes: int) -> Adapter:
 # --------------------------------------------------------------------------- its data and corpus
 
 
-def training_data(training: dict[str, Any]) -> dict[str, Any]:
-    """What the adapter was trained on; the teacher-rank stage, when still there, must hash the same."""
-    data = training.get("data") or {}
+def _stage_record(data: dict[str, Any]) -> dict[str, Any]:
+    """One training stage as ``training.json`` names it; re-hashed when still on disk, and refused if changed."""
     recorded = data.get("sha256")
     if not recorded:
         raise ShipError(f"{TRAINING_FILE} records no sha256 of the training data; train with `cornstack-train "
                         "train-reranker`, which does")
     stats = data.get("stats") or {}
-    record = {"path": data.get("path", ""), "sha256": recorded, "instances": stats.get("instances"),
-              "by_kind": stats.get("by_kind", {}), "repos": stats.get("repos"), "teacher": stats.get("teacher"),
-              "mode": (stats.get("config") or {}).get("mode"), "depth": (stats.get("config") or {}).get("depth"),
-              "split": stats.get("split"), "bytes": None, "verified": False}
+    record = {"path": data.get("path", ""), "sha256": recorded, "stage": stats.get("stage"),
+              "instances": stats.get("instances"), "by_kind": stats.get("by_kind", {}), "repos": stats.get("repos"),
+              "teacher": stats.get("teacher"), "mode": (stats.get("config") or {}).get("mode"),
+              "depth": (stats.get("config") or {}).get("depth"), "split": stats.get("split"), "bytes": None,
+              "verified": False}
     stage = Path(record["path"]) if record["path"] else None
     if stage is not None and stage.is_dir():
         found = sha256_tree(stage)
@@ -246,6 +247,69 @@ def training_data(training: dict[str, Any]) -> dict[str, Any]:
                             "the card could not name the data")
         record["bytes"] = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
         record["verified"] = True
+    return record
+
+
+def repo_windows_corpus(stats: dict[str, Any], where: str) -> dict[str, Any]:
+    """The repositories behind a ``repo-windows`` stage, refused unless DEVELOPERS.md's rule holds for them:
+    every one permissive where the licence gate read it, at the pin its docs/ list gives, and the
+    windows checked against the benchmark functions (``--benchmark-repos-dir``)."""
+    if not stats.get("benchmark_repos"):
+        raise ShipError(f"{where} was built without the benchmark content-overlap check (repo-windows "
+                        "--benchmark-repos-dir)")
+    listings = (stats.get("config") or {}).get("repos_lists") or []
+    if not listings:
+        raise ShipError(f"{where} records no docs/ repository lists; its pins cannot be checked")
+    heads: dict[str, str] = {}
+    lists = []
+    for listing in listings:
+        path = _repo_list(listing)
+        try:
+            entries = load_repo_list(path)
+        except LicenseError as exc:
+            raise ShipError(str(exc)) from None
+        lists.append(RepoList(_shown(path), sha256_file(path), len(entries)))
+        for entry in entries:
+            heads.setdefault(canonical_repo_name(entry.repo), entry.head)
+    repos = []
+    for name, repo in sorted((stats.get("per_repo") or {}).items()):
+        spdx, head = repo.get("license"), repo.get("head") or ""
+        if not is_permissive(spdx):
+            raise ShipError(f"{name} in {where} is not permissively licensed at its pin "
+                            f"({spdx or 'no licence recorded'})")
+        listed = heads.get(canonical_repo_name(name))
+        if listed != head:
+            where_pinned = f"pin it at {listed[:12]}" if listed else "do not list it"
+            raise ShipError(f"{name} in {where} was ranked at {head[:12] or 'no recorded commit'} but the docs lists "
+                            f"{where_pinned}")
+        repos.append(PinnedRepo(name, head, spdx))
+    if not repos:
+        raise ShipError(f"{where} records no repositories")
+    return {"repos": [asdict(r) for r in repos], "lists": [asdict(r) for r in lists],
+            "licenses": dict(Counter(r.license for r in repos).most_common()),
+            "benchmark_repos": list(stats["benchmark_repos"]),
+            "dropped_benchmark_overlap": stats.get("dropped_benchmark_overlap", 0)}
+
+
+def training_data(training: dict[str, Any], mined: str | Path | None = None) -> dict[str, Any]:
+    """What the adapter was trained on: the main stage and every ``--extra-stage``, each re-hashed when still
+    on disk. A ``repo-windows`` extra brings its own repositories (:func:`repo_windows_corpus`); any
+    other extra must descend from the same mined corpus as the main stage."""
+    data = training.get("data") or {}
+    record = _stage_record(data)
+    extras = []
+    for extra in data.get("extra_stages") or []:
+        found = _stage_record(extra)
+        stats = extra.get("stats") or {}
+        if found["stage"] == "repo-windows":
+            found["corpus"] = repo_windows_corpus(stats, found["path"] or "an extra stage")
+        else:
+            upstream = find_mined(found["path"])
+            main = mined if mined is not None else find_mined(record["path"])
+            if upstream is None or main is None or Path(upstream).resolve() != Path(main).resolve():
+                raise ShipError(f"extra stage {found['path']} does not descend from the mined corpus the card names")
+        extras.append(found)
+    record["extra_stages"] = extras
     return record
 
 
@@ -360,7 +424,7 @@ def ship_reranker(run: str | Path, evals: Sequence[str | Path] = (), mined: str 
     defaults to the ``mine`` stage found upstream of the training data.
     """
     adapter = read_adapter(run, int(max_mb * 1e6))
-    data = training_data(adapter.training)
+    data = training_data(adapter.training, mined)
     mined = mined if mined is not None else find_mined(data["path"])
     if mined is None:
         raise ShipError(f"no `mine` stage found upstream of {data['path'] or 'the training data'}; pass --mined DIR, "

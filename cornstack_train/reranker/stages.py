@@ -159,6 +159,9 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
 @click.option("--offset", "offsets", multiple=True, type=click.IntRange(min=1),
               help="Snapshots this many commits before the pinned head (repeatable) [default: the learned "
                    "ranker's mining: 150, 600 and 1500].")
+@click.option("--benchmark-repos-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The benchmark repositories (owner__name clones): drop every window showing one of their "
+                   "functions, as `mine --benchmark-repos-dir` drops pairs. Weights that ship need it.")
 @click.option("--heldout-lists", is_flag=True,
               help="Rank the held-out repositories instead, one record per query: its whole top DEPTH in "
                    "pipeline order with every gold marked. eval-reranker reorders those lists to measure the "
@@ -168,7 +171,8 @@ def teacher_rank_command(negatives, out, mode, teacher, depth, kinds, max_instan
               help="Output stage directory.")
 @click.option("--overwrite", is_flag=True)
 def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_repos, index_dir, history_commits, depth,
-                         window, stride, offsets, heldout_lists, heldout_fraction, heldout_repos, out, overwrite):
+                         window, stride, offsets, benchmark_repos_dir, heldout_lists, heldout_fraction, heldout_repos,
+                         out, overwrite):
     """Reranker windows from commit messages, ranked by localize's own pipeline over the snapshot before them.
 
     Per training repository and past snapshot, each later commit's message is ranked (BM25, the learned
@@ -211,14 +215,21 @@ def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_rep
                        f"{settings.depth}, {stats.windows} windows ({how})", err=True)
 
         mining = MiningConfig(offsets=tuple(offsets)) if offsets else None
+        benchmark = None
+        if benchmark_repos_dir is not None:
+            from cornstack_train.data.denylist import BenchmarkHashes
+            from cornstack_train.reranker.teacher import work_dir
+
+            # cached beside the shards, so a resumed run does not hash the benchmarks again
+            benchmark = BenchmarkHashes.from_repos_dir(benchmark_repos_dir, work_dir(out) / "benchmark-hashes")
         stats = repo_windows_stage(sources, out, config, RepoSplit(heldout_fraction, tuple(heldout_repos)), settings,
                                    mining=mining, max_repos=max_repos, overwrite=overwrite, on_repo=report,
-                                   lists=heldout_lists)
+                                   lists=heldout_lists, benchmark=benchmark, repos_lists=[str(p) for p in lists])
     except (LocalizerError, ValueError) as exc:
         fail(exc)
     keys = ("instances", "repos", "queries", "queries_with_gold", "gold_in_top", "gold_in_top_share", "gold_rank",
-            "heldout_repos", "resumed", "seconds_per_repo")
-    click.echo(json.dumps({k: stats[k] for k in keys}), err=True)
+            "heldout_repos", "resumed", "seconds_per_repo", "dropped_benchmark_overlap")
+    click.echo(json.dumps({k: stats[k] for k in keys if k in stats}), err=True)
 
 
 @click.command("train-reranker", cls=StageCommand, context_settings=CONTEXT)

@@ -224,6 +224,17 @@ def test_cli_builds_the_stage_with_the_shipped_ranker_and_train_reranker_takes_i
     assert list(json.loads((tmp_path / "skipped" / "stats.json").read_text())["per_repo"]) == ["o/c"]
     too_many = runner.invoke(main, [*args[:-2], "--skip-repos", "9", "-o", str(tmp_path / "none")])
     assert too_many.exit_code == 1 and "--skip-repos 9 leaves no repository" in too_many.output
+    # what ship-reranker checks: the gate's licence per repository, the lists, and the overlap check
+    assert stats["per_repo"]["o/a"]["license"] == "MIT" and stats["config"]["repos_lists"] == [str(listing)]
+    bench = tmp_path / "bench"
+    (bench / "psf__requests").mkdir(parents=True)
+    write_files(bench / "psf__requests", {"requests/x.py": _module("parser", 0)})  # o/a's parser module, copied
+    checked = runner.invoke(main, [*args[:-2], "--benchmark-repos-dir", str(bench), "-o", str(tmp_path / "checked")])
+    assert checked.exit_code == 0, checked.output
+    checked_stats = json.loads((tmp_path / "checked" / "stats.json").read_text())
+    assert checked_stats["benchmark_repos"] == ["psf/requests"] and checked_stats["dropped_benchmark_overlap"] > 0
+    assert checked_stats["instances"] == stats["instances"] - checked_stats["dropped_benchmark_overlap"]
+    assert not (tmp_path / "checked.work").exists()
 
     rows = [{"id": f"d{k}", "query": f"Return the value plus {k}.", "positive": f"def add_{k}(x):\n    return x + {k}",
              "kind": "docstring", "language": "python", "repo": "z/z", "path": f"m{k}.py", "name": f"add_{k}",
@@ -315,3 +326,24 @@ def test_eval_reranker_reads_a_list_stage_as_the_pipelines_order(tmp_path, sourc
     wrong = CliRunner().invoke(main, ["eval-reranker", str(out), "-o", str(tmp_path / "eval2"), "--no-zero-shot",
                                       "--heldout-repo", "o/a"])
     assert wrong.exit_code == 1 and "split" in wrong.output
+
+
+def test_the_overlap_check_drops_windows_showing_a_benchmark_function_and_says_so(tmp_path, sources):
+    from cornstack_train.data.cleaning import code_hash
+    from cornstack_train.data.denylist import BenchmarkHashes
+
+    plain = repo_windows_stage(sources, tmp_path / "plain", _config(tmp_path), SPLIT, mining=MINING)
+    rows = load_stage(tmp_path / "plain", require=INSTANCE_COLUMNS).to_list()
+    assert "dropped_benchmark_overlap" not in plain
+    # a benchmark that happens to hold o/a's check_parser, byte for byte (up to whitespace)
+    shown = "def check_parser(value):\n    return value  is not None\n"
+    benchmark = BenchmarkHashes({code_hash(shown)}, ["bench/mark"])
+    showing = [r for r in rows if any(c.split("\n", 1)[0].endswith("::check_parser") for c in r["candidates"])]
+    assert showing, "the synthetic lists should show check_parser somewhere"
+    checked = repo_windows_stage(sources, tmp_path / "checked", _config(tmp_path), SPLIT, mining=MINING,
+                                 benchmark=benchmark)
+    kept = load_stage(tmp_path / "checked", require=INSTANCE_COLUMNS).to_list()
+    assert checked["dropped_benchmark_overlap"] == len(showing) and len(kept) == len(rows) - len(showing)
+    assert checked["benchmark_repos"] == ["bench/mark"] and checked["instances"] == len(kept)
+    assert not any("::check_parser\n" in c for r in kept for c in r["candidates"])
+    assert {s["license"] for s in checked["per_repo"].values()} == {None}  # no gate ran on these sources

@@ -59,8 +59,20 @@ def make_mined(root: Path, **changes) -> Path:
     return make_stage(root / "mined", stats)
 
 
+def make_repo_windows(root: Path, **changes) -> Path:
+    """A repo-windows stage over one more pinned repository, with the overlap check, and the docs list pinning it."""
+    listing = write_json(root / "docs" / "train-repos.json",
+                         [{"repo": "d/four", "head": "4" * 40, "language": "python", "license": "Apache-2.0"}])
+    stats = {"stage": "repo-windows", "instances": 6, "by_kind": {"commit-repo": 6}, "repos": 1,
+             "teacher": "pipeline", "config": {"mode": "gold-pipeline", "depth": 20, "repos_lists": [str(listing)]},
+             "benchmark_repos": ["psf/requests"], "dropped_benchmark_overlap": 2,
+             "per_repo": {"d/four": {"repo": "d/four", "head": "4" * 40, "license": "Apache-2.0"}}}
+    stats.update(changes)
+    return make_stage(root / "repo-windows", stats)
+
+
 def make_run(root: Path, seed: int = 0, base: str = DEFAULT_RERANKER, declared: str = CACHED_BASE,
-             **config_changes) -> Path:
+             extra: list[Path] = (), **config_changes) -> Path:
     """A train-reranker output: adapter/ (peft LoRA, training.json), train_stats.json, and its data stages."""
     mined = root / "mined"
     negatives = make_stage(root / "negatives", {"stage": "negatives", "input": str(mined)})
@@ -80,7 +92,11 @@ def make_run(root: Path, seed: int = 0, base: str = DEFAULT_RERANKER, declared: 
                                    dtype="bf16")), **config_changes}
     write_json(adapter / "training.json", {"base_model": base, "config": config, "steps": 30,
                                            "data": {"path": str(teacher), "sha256": sha256_tree(teacher),
-                                                    "stats": json.loads((teacher / "stats.json").read_text())}})
+                                                    "stats": json.loads((teacher / "stats.json").read_text()),
+                                                    "extra_stages": [
+                                                        {"path": str(e), "sha256": sha256_tree(e),
+                                                         "stats": json.loads((e / "stats.json").read_text())}
+                                                        for e in extra]}})
     (adapter / "README.md").write_text("# the training card\n")
     write_json(run / "train_stats.json", {"steps": 30, "planned_steps": 30, "stopped": "done", "loss_first": 1.2,
                                           "loss_last": 0.4, "seconds": 240.0})
@@ -263,3 +279,40 @@ def test_cli_installs_and_refuses_in_one_line(work):
     r = runner.invoke(ship_reranker_command, [str(run), "--target", str(work / "other"), "--max-mb", "0.001"])
     assert r.exit_code == 1 and r.output.count("\n") == 1
     assert r.output.startswith("cornstack-train: error: ") and "over the 0.001 MB" in r.output
+
+
+def test_a_repo_windows_extra_stage_is_checked_and_described(work):
+    run = make_run(work, extra=[make_repo_windows(work)])
+    target = work / "reranker"
+    ship_reranker(run, target=target)
+    card = (target / "README.md").read_text()
+    for expected in ("also trained on the `repo-windows` stage", "6 instances", "Apache-2.0 1", "train-repos.json",
+                     "content-overlap check against psf/requests: 2 windows dropped", f"d/four@{'4' * 12} (Apache-2.0)"):
+        assert expected in card, expected
+    meta = json.loads((target / "card.json").read_text())
+    assert meta["data"]["extra_stages"][0]["corpus"]["repos"] == [
+        {"repo": "d/four", "head": "4" * 40, "license": "Apache-2.0"}]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"benchmark_repos": []}, "without the benchmark content-overlap check"),
+    ({"per_repo": {"d/four": {"head": "4" * 40, "license": "GPL-3.0-only"}}}, "d/four .* not permissively licensed"),
+    ({"per_repo": {"d/four": {"head": "4" * 40}}}, "no licence recorded"),
+    ({"per_repo": {"d/four": {"head": "5" * 40, "license": "MIT"}}}, "docs lists pin it at 444444444444"),
+    ({"config": {"mode": "gold-pipeline"}}, "records no docs/ repository lists"),
+])
+def test_a_repo_windows_stage_that_may_not_ship_is_refused(work, changes, message):
+    run = make_run(work, extra=[make_repo_windows(work, **changes)])
+    with pytest.raises(ShipError, match=message):
+        ship_reranker(run, target=work / "reranker")
+    assert not (work / "reranker").exists()
+
+
+def test_an_extra_stage_from_another_corpus_is_refused(work):
+    other = make_stage(work / "other-teacher", {"stage": "teacher-rank", "input": str(work / "elsewhere")})
+    with pytest.raises(ShipError, match="does not descend from the mined corpus"):
+        ship_reranker(make_run(work, extra=[other]), target=work / "reranker")
+    same = make_stage(work / "more-teacher", {"stage": "teacher-rank", "input": str(work / "negatives"),
+                                              "instances": 3, "config": {"mode": "gold-embedder"}})
+    ship_reranker(make_run(work, extra=[same]), target=work / "reranker")
+    assert "also trained on the `teacher-rank` stage" in (work / "reranker" / "README.md").read_text()
