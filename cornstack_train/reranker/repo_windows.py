@@ -17,8 +17,14 @@ lists are worth far more than docstring pairs with corpus-wide negatives, so thi
   (:func:`localizer.rerank.window.window_spans`) that holds a gold function becomes one instance:
   candidates in pipeline order, titled and texted as inference renders them
   (:func:`localizer.rerank.localize.function_candidates`, ``candidate_text``), the pipeline's scores
-  as first-stage scores, and the target gold first (in pipeline order), then the rest in pipeline
-  order: :func:`cornstack_train.reranker.data.gold_anchored` for several golds.
+  as first-stage scores, and the target the gold first, then the rest in pipeline order
+  (:func:`cornstack_train.reranker.data.gold_anchored`);
+* **one gold per window**: where a commit changed several of the slice's functions, the first (in
+  pipeline order) is the target and the others are left out of the window. The first-token loss
+  learns a single id, and training shows candidates shuffled: with two golds on view the model
+  could not tell which one the target names, and half the time it would be taught that a right
+  answer is wrong. In the held-out lists, 30% of those with a gold in the first window of 10
+  have more than one.
 
 The slices are taken over the pipeline's order as it is; at inference a window also sees what the
 window below it promoted. Which slices and which target are pure functions (:func:`plan_windows`).
@@ -51,12 +57,14 @@ from cornstack_train.data.denylist import canonical_repo_name
 from cornstack_train.data.splits import RepoSplit
 from cornstack_train.ranker.dataset import TrainingRepo
 from cornstack_train.ranker.mining import MiningConfig
+from cornstack_train.reranker.data import gold_anchored
 
 log = logging.getLogger("cornstack_train.reranker.repo_windows")
 
 KIND = "commit-repo"
 TEACHER = "pipeline"
 TEACHER_MODE = "gold-pipeline"
+GOLDS_SHOWN = "first"  # a training window shows its first gold only (plan_windows); recorded in stats and identity
 LIST_KIND = "commit-repo-list"  # --heldout-lists: one whole list per query, for eval-reranker
 LIST_MODE = "heldout-lists"
 LIST_COLUMNS = ("id", "query", "candidates", "candidate_ids", "first_stage_scores", "positive_index", "repo", "gold")
@@ -82,10 +90,12 @@ class WindowSettings:
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """One training window over a ranked list: its ``[start, end)`` slice, the target (best-first
-    indices into the slice) and the first gold's slot in it."""
+    """One training window over a ranked list: its ``[start, end)`` slice, the slots of it shown (every
+    one but the golds after the first), the target (best-first indices into ``shown``) and the gold's
+    index in ``shown``."""
 
     span: tuple[int, int]
+    shown: tuple[int, ...]
     target: list[int]
     positive_index: int
 
@@ -109,12 +119,15 @@ def golds_anchored(order: Sequence[int], gold: Collection[int]) -> list[int]:
 
 def plan_windows(is_gold: Sequence[bool], settings: WindowSettings) -> list[WindowPlan]:
     """Every visited slice of a ranked list (``is_gold`` per position, best first) that holds a gold,
-    bottom slice first as the product visits them, with its gold-first target in pipeline order."""
+    bottom slice first as the product visits them: its first gold is the target, followed by the rest
+    in pipeline order; the slice's other golds are left out (see the module docstring)."""
     plans = []
     for start, end in visited_spans(len(is_gold), settings):
         gold = [i for i, g in enumerate(is_gold[start:end]) if g]
         if gold:
-            plans.append(WindowPlan((start, end), golds_anchored(range(end - start), gold), gold[0]))
+            shown = tuple(i for i in range(end - start) if i == gold[0] or i not in gold)
+            positive = shown.index(gold[0])
+            plans.append(WindowPlan((start, end), shown, gold_anchored(range(len(shown)), positive), positive))
     return plans
 
 
@@ -207,8 +220,10 @@ def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningCon
 
 
 def _window_record(source: SourceRepo, ranked: RankedQuery, span: tuple[int, int], target: list[int],
-                   positive_index: int, kind: str, mode: str, gold: Sequence[int] = ()) -> dict[str, Any]:
-    """An instance record of ``ranked.functions[span]``, titled and texted as inference renders it."""
+                   positive_index: int, kind: str, mode: str, gold: Sequence[int] = (),
+                   shown: Sequence[int] | None = None) -> dict[str, Any]:
+    """An instance record of ``ranked.functions[span]`` (its ``shown`` slots, default all), titled and
+    texted as inference renders it."""
     from localizer.rerank.localize import function_candidates
     from localizer.rerank.reranker import candidate_text
 
@@ -216,6 +231,8 @@ def _window_record(source: SourceRepo, ranked: RankedQuery, span: tuple[int, int
 
     start, end = span
     chunks, rows = ranked.chunks, ranked.functions[start:end]
+    if shown is not None:
+        rows = [rows[i] for i in shown]
     first = chunks[rows[positive_index if positive_index >= 0 else 0]]
     window = Window(
         id=f"{source.name}@{ranked.snapshot[:12]}:{ranked.commit[:12]}:{start}-{end}", query=ranked.text,
@@ -245,7 +262,7 @@ def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfi
         stats.gold_in_top += bool(plans)
         for plan in plans:
             records.append(_window_record(source, ranked, plan.span, plan.target, plan.positive_index, KIND,
-                                          TEACHER_MODE))
+                                          TEACHER_MODE, shown=plan.shown))
             stats.windows += 1
     stats.seconds = round(time.perf_counter() - started, 1)
     return records, stats
@@ -323,7 +340,8 @@ def run_identity(sources: Sequence[SourceRepo], config: LocalizeConfig, mining: 
             "mining": asdict(mining), "history": asdict(config.history) if config.history else None,
             "index": {"max_file_size": index.max_file_size, "include_tests": index.include_tests,
                       "test_rule": index.test_rule, "max_chunk_chars": index.max_chunk_chars},
-            "retriever": config.retriever, "ranker": ranker_identity(config), "split": split.describe()}
+            "retriever": config.retriever, "ranker": ranker_identity(config), "split": split.describe(),
+            "golds_shown": GOLDS_SHOWN}
 
 
 def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances: int, config: LocalizeConfig,
@@ -344,7 +362,8 @@ def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances
         "repos_ranked": len(per_repo),
         "heldout_repos": list(heldout),
         "teacher": TEACHER,
-        "config": {"mode": LIST_MODE if lists else TEACHER_MODE, **asdict(settings), "mining": asdict(mining),
+        "config": {"mode": LIST_MODE if lists else TEACHER_MODE, "golds_shown": "all" if lists else GOLDS_SHOWN,
+                   **asdict(settings), "mining": asdict(mining),
                    "history": asdict(config.history) if config.history else None, "retriever": config.retriever,
                    "ranker": ranker_identity(config)},
         "split": split.describe(),

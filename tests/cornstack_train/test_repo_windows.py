@@ -66,7 +66,10 @@ def test_plan_windows_keeps_the_slices_that_hold_a_gold():
     plans = plan_windows(is_gold, settings)
     assert [p.span for p in plans] == [(10, 20), (5, 15), (0, 10)]
     assert plans[0].target[:1] == [2] and plans[0].positive_index == 2  # (10, 20): rank 13 is slot 2
-    assert plans[1].target == [2, 7, 0, 1, 3, 4, 5, 6, 8, 9] and plans[1].positive_index == 2
+    assert plans[0].shown == tuple(range(10))
+    # (5, 15) holds both golds, at slots 2 and 7: the first is the target, the second is left out
+    assert plans[1].shown == (0, 1, 2, 3, 4, 5, 6, 8, 9)
+    assert plans[1].target == [2, 0, 1, 3, 4, 5, 6, 7, 8] and plans[1].positive_index == 2
     assert plans[2].target == [7, 0, 1, 2, 3, 4, 5, 6, 8, 9] and plans[2].positive_index == 7
     only_top = [True] + [False] * 24
     assert [p.span for p in plan_windows(only_top, settings)] == [(0, 10)]
