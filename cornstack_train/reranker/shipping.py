@@ -260,17 +260,7 @@ def repo_windows_corpus(stats: dict[str, Any], where: str) -> dict[str, Any]:
     listings = (stats.get("config") or {}).get("repos_lists") or []
     if not listings:
         raise ShipError(f"{where} records no docs/ repository lists; its pins cannot be checked")
-    heads: dict[str, str] = {}
-    lists = []
-    for listing in listings:
-        path = _repo_list(listing)
-        try:
-            entries = load_repo_list(path)
-        except LicenseError as exc:
-            raise ShipError(str(exc)) from None
-        lists.append(RepoList(_shown(path), sha256_file(path), len(entries)))
-        for entry in entries:
-            heads.setdefault(canonical_repo_name(entry.repo), entry.head)
+    lists, heads = pinned_lists(listings)
     repos = []
     for name, repo in sorted((stats.get("per_repo") or {}).items()):
         spdx, head = repo.get("license"), repo.get("head") or ""
@@ -331,6 +321,21 @@ def _shown(path: Path) -> str:
     return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) else str(path)
 
 
+def pinned_lists(listings: Sequence[str]) -> tuple[list[RepoList], dict[str, str]]:
+    """The docs/ repository lists a stage names, and the pinned head of every repository in them."""
+    lists, heads = [], {}
+    for listing in listings:
+        path = _repo_list(listing)
+        try:
+            entries = load_repo_list(path)
+        except LicenseError as exc:
+            raise ShipError(str(exc)) from None
+        lists.append(RepoList(_shown(path), sha256_file(path), len(entries)))
+        for entry in entries:
+            heads.setdefault(canonical_repo_name(entry.repo), entry.head)
+    return lists, heads
+
+
 def _repo_list(listing: str) -> Path:
     path = Path(listing)
     for candidate in (path, PROJECT_ROOT / path, PROJECT_ROOT / "docs" / path.name):
@@ -358,16 +363,7 @@ def read_corpus(mined: str | Path) -> Corpus:
     sources = stats.get("sources") or {}
     if not sources:
         raise ShipError(f"{mined} records no mined repositories")
-    lists, heads = [], {}
-    for listing in config["repos_lists"]:
-        path = _repo_list(listing)
-        try:
-            entries = load_repo_list(path)
-        except LicenseError as exc:
-            raise ShipError(str(exc)) from None
-        lists.append(RepoList(_shown(path), sha256_file(path), len(entries)))
-        for entry in entries:
-            heads.setdefault(canonical_repo_name(entry.repo), entry.head)
+    lists, heads = pinned_lists(config["repos_lists"])
     repos = []
     for repo, source in sorted(sources.items()):
         verdict = source.get("license") or {}
