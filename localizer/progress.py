@@ -52,6 +52,13 @@ def stderr_progress(console: Console | None = None, enabled: bool = True) -> Ite
         yield update
 
 
+def plural(unit: str) -> str:
+    """``query`` -> ``queries``, ``window`` -> ``windows``: the units progress lines count."""
+    if unit.endswith("y") and unit[-2:-1] not in tuple("aeiou"):
+        return unit[:-1] + "ies"
+    return unit + "s"
+
+
 class StageProgress:
     """One named bar on stderr for a training stage, driven by ``(done, total, name)`` callbacks.
 
@@ -99,7 +106,7 @@ class StageProgress:
             self._last = now
             rate = done / max(now - self._start, 1e-9)
             at = f", at {name}" if name else ""
-            self._console.print(f"{self.desc}: {done}/{total} {self.unit}s ({rate:.1f}/s{at})", markup=False,
+            self._console.print(f"{self.desc}: {done}/{total} {plural(self.unit)} ({rate:.1f}/s{at})", markup=False,
                                 highlight=False, soft_wrap=True)
 
     def close(self) -> None:

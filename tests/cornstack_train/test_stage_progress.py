@@ -112,3 +112,10 @@ def test_training_resolves_devices_with_the_runtime_rule():
 
     assert training.resolve_device is evaluation.resolve_device is device.resolve_device
     assert filtering.resolve_device is negatives.resolve_device is device.resolve_device
+
+
+def test_progress_lines_spell_their_units_plural():
+    from localizer.progress import plural
+
+    assert [plural(u) for u in ("query", "window", "text", "key", "package")] == [
+        "queries", "windows", "texts", "keys", "packages"]
