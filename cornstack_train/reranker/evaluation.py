@@ -85,13 +85,13 @@ def list_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalC
     """Windows of a ``repo-windows --heldout-lists`` stage: each query's top ``depth`` as ``localize``'s
     pipeline ranked it over a held-out repository, every gold marked. A list whose golds all fell below
     the top counts as a miss for every system (``positive_index`` -1, no model call)."""
-    picked = [r for r in rows if split.is_heldout(r["repo"])]
-    if len(picked) < len(rows):
-        raise ValueError(f"{len(rows) - len(picked)} of the lists are from repositories this split trains on: "
+    from cornstack_train.reranker.repo_windows import LIST_KIND
+
+    trained_on = sum(not split.is_heldout(r["repo"]) for r in rows)
+    if trained_on:
+        raise ValueError(f"{trained_on} of the lists are from repositories this split trains on: "
                          "give eval-reranker the split repo-windows --heldout-lists was built with")
-    picked.sort(key=lambda r: r["id"])
-    random.Random(config.seed).shuffle(picked)  # a sample of k is a prefix of a sample of k + 1
-    picked = picked if config.max_queries is None else picked[: config.max_queries]
+    picked = heldout_sample(rows, split, replace(config, kinds=(LIST_KIND,)))
     windows = []
     for r in picked:
         depth = min(config.depth, len(r["candidates"]))

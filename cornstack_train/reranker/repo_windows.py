@@ -185,10 +185,11 @@ class RankedQuery:
     function_scores: dict[int, float]
 
 
-def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig,
+def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig, depth: int,
                    stats: RepoStats) -> Iterator[RankedQuery]:
     """Every mined query of ``source`` whose changed functions are in its snapshot's index, ranked by the
-    product's pipeline (``config``); ``stats`` counts snapshots, queries and best gold ranks as they go."""
+    product's pipeline (``config``); ``stats`` counts snapshots, queries and best gold ranks (bucketed
+    against the top ``depth``) as they go."""
     from indexer.history.build import HistoryConfig
     from localizer.pipeline import RankingPipeline
 
@@ -215,6 +216,9 @@ def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningCon
                 continue
             stats.queries_with_gold += 1
             ranking = pipeline.rank(index, query.text)
+            best = next((i for i, row in enumerate(ranking.functions) if row in gold), None)
+            bucket = rank_bucket(best, depth)
+            stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
             yield RankedQuery(snapshot, query.commit, query.text, chunks, gold, ranking.functions,
                               ranking.function_scores)
 
@@ -253,10 +257,7 @@ def repo_windows(source: SourceRepo, config: LocalizeConfig, mining: MiningConfi
     started = time.perf_counter()
     stats = RepoStats(source.name, source.repo.head, source.repo.license)
     records: list[dict[str, Any]] = []
-    for ranked in ranked_queries(source, config, mining, stats):
-        best = next((i for i, row in enumerate(ranked.functions) if row in ranked.gold), None)
-        bucket = rank_bucket(best, settings.depth)
-        stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
+    for ranked in ranked_queries(source, config, mining, settings.depth, stats):
         head = ranked.functions[: settings.depth]
         plans = plan_windows([row in ranked.gold for row in head], settings)
         stats.gold_in_top += bool(plans)
@@ -276,12 +277,9 @@ def heldout_lists(source: SourceRepo, config: LocalizeConfig, mining: MiningConf
     started = time.perf_counter()
     stats = RepoStats(source.name, source.repo.head, source.repo.license)
     records: list[dict[str, Any]] = []
-    for ranked in ranked_queries(source, config, mining, stats):
+    for ranked in ranked_queries(source, config, mining, settings.depth, stats):
         head = ranked.functions[: settings.depth]
         gold = [i for i, row in enumerate(head) if row in ranked.gold]
-        best = next((i for i, row in enumerate(ranked.functions) if row in ranked.gold), None)
-        bucket = rank_bucket(best, settings.depth)
-        stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
         stats.gold_in_top += bool(gold)
         target = golds_anchored(range(len(head)), gold) if gold else list(range(len(head)))
         records.append(_window_record(source, ranked, (0, len(head)), target, gold[0] if gold else -1, LIST_KIND,
@@ -312,9 +310,10 @@ def drop_benchmark_overlap(records: Sequence[dict[str, Any]], benchmark: Any) ->
 
 def is_list_stage(path: str | Path) -> bool:
     """Whether ``path`` is a ``repo-windows --heldout-lists`` stage (by its stats)."""
-    stats = Path(path) / "stats.json"
+    from cornstack_train.data.records import load_stats
+
     try:
-        return json.loads(stats.read_text()).get("config", {}).get("mode") == LIST_MODE
+        return load_stats(path).get("config", {}).get("mode") == LIST_MODE
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -261,18 +261,9 @@ def repo_windows_corpus(stats: dict[str, Any], where: str) -> dict[str, Any]:
     if not listings:
         raise ShipError(f"{where} records no docs/ repository lists; its pins cannot be checked")
     lists, heads = pinned_lists(listings)
-    repos = []
-    for name, repo in sorted((stats.get("per_repo") or {}).items()):
-        spdx, head = repo.get("license"), repo.get("head") or ""
-        if not is_permissive(spdx):
-            raise ShipError(f"{name} in {where} is not permissively licensed at its pin "
-                            f"({spdx or 'no licence recorded'})")
-        listed = heads.get(canonical_repo_name(name))
-        if listed != head:
-            where_pinned = f"pin it at {listed[:12]}" if listed else "do not list it"
-            raise ShipError(f"{name} in {where} was ranked at {head[:12] or 'no recorded commit'} but the docs lists "
-                            f"{where_pinned}")
-        repos.append(PinnedRepo(name, head, spdx))
+    repos = [pinned_repo(name, repo.get("license"), repo.get("head") or "", heads, f"{name} in {where}", "ranked",
+                         "the windows")
+             for name, repo in sorted((stats.get("per_repo") or {}).items())]
     if not repos:
         raise ShipError(f"{where} records no repositories")
     return {"repos": [asdict(r) for r in repos], "lists": [asdict(r) for r in lists],
@@ -281,10 +272,10 @@ def repo_windows_corpus(stats: dict[str, Any], where: str) -> dict[str, Any]:
             "dropped_benchmark_overlap": stats.get("dropped_benchmark_overlap", 0)}
 
 
-def training_data(training: dict[str, Any], mined: str | Path | None = None) -> dict[str, Any]:
+def training_data(training: dict[str, Any], mined: str | Path | None) -> dict[str, Any]:
     """What the adapter was trained on: the main stage and every ``--extra-stage``, each re-hashed when still
     on disk. A ``repo-windows`` extra brings its own repositories (:func:`repo_windows_corpus`); any
-    other extra must descend from the same mined corpus as the main stage."""
+    other extra must descend from ``mined``, the corpus the card names."""
     data = training.get("data") or {}
     record = _stage_record(data)
     extras = []
@@ -295,8 +286,7 @@ def training_data(training: dict[str, Any], mined: str | Path | None = None) -> 
             found["corpus"] = repo_windows_corpus(stats, found["path"] or "an extra stage")
         else:
             upstream = find_mined(found["path"])
-            main = mined if mined is not None else find_mined(record["path"])
-            if upstream is None or main is None or Path(upstream).resolve() != Path(main).resolve():
+            if upstream is None or mined is None or Path(upstream).resolve() != Path(mined).resolve():
                 raise ShipError(f"extra stage {found['path']} does not descend from the mined corpus the card names")
         extras.append(found)
     record["extra_stages"] = extras
@@ -336,6 +326,20 @@ def pinned_lists(listings: Sequence[str]) -> tuple[list[RepoList], dict[str, str
     return lists, heads
 
 
+def pinned_repo(repo: str, spdx: str | None, commit: str, heads: dict[str, str], who: str, verb: str,
+                rebuilt: str) -> PinnedRepo:
+    """``repo`` as the card records it, refused unless permissive at ``commit`` and pinned there by the docs/
+    lists (``heads``, from :func:`pinned_lists`); ``who``, ``verb`` and ``rebuilt`` word the refusal."""
+    if not is_permissive(spdx):
+        raise ShipError(f"{who} is not permissively licensed at its pin ({spdx or 'no licence recorded'})")
+    listed = heads.get(canonical_repo_name(repo))
+    if listed != commit:
+        where = f"pin it at {listed[:12]}" if listed else "do not list it"
+        raise ShipError(f"{who} was {verb} at {commit[:12] or 'no recorded commit'} but the docs lists {where}; "
+                        f"{rebuilt} could not be rebuilt from them")
+    return PinnedRepo(repo, commit, spdx)
+
+
 def _repo_list(listing: str) -> Path:
     path = Path(listing)
     for candidate in (path, PROJECT_ROOT / path, PROJECT_ROOT / "docs" / path.name):
@@ -367,15 +371,8 @@ def read_corpus(mined: str | Path) -> Corpus:
     repos = []
     for repo, source in sorted(sources.items()):
         verdict = source.get("license") or {}
-        spdx, commit = verdict.get("spdx"), verdict.get("commit") or ""
-        if not is_permissive(spdx):
-            raise ShipError(f"{repo} is not permissively licensed at its pin ({spdx or 'no licence recorded'})")
-        listed = heads.get(canonical_repo_name(repo))
-        if listed != commit:
-            where = f"pin it at {listed[:12]}" if listed else "do not list it"
-            raise ShipError(f"{repo} was mined at {commit[:12] or 'no recorded commit'} but the docs lists {where}; "
-                            "the corpus could not be rebuilt from them")
-        repos.append(PinnedRepo(repo, commit, spdx))
+        repos.append(pinned_repo(repo, verdict.get("spdx"), verdict.get("commit") or "", heads, repo, "mined",
+                                 "the corpus"))
     return Corpus(mined=str(mined), stats_sha256=sha256_file(mined / STATS_FILE), repos=tuple(repos),
                   lists=tuple(lists), benchmark_repos=tuple(stats["benchmark_repos"]),
                   denied_by_name=len(stats.get("denied_repos") or {}),
@@ -420,8 +417,8 @@ def ship_reranker(run: str | Path, evals: Sequence[str | Path] = (), mined: str 
     defaults to the ``mine`` stage found upstream of the training data.
     """
     adapter = read_adapter(run, int(max_mb * 1e6))
+    mined = mined if mined is not None else find_mined((adapter.training.get("data") or {}).get("path"))
     data = training_data(adapter.training, mined)
-    mined = mined if mined is not None else find_mined(data["path"])
     if mined is None:
         raise ShipError(f"no `mine` stage found upstream of {data['path'] or 'the training data'}; pass --mined DIR, "
                         "the corpus the card must name")
