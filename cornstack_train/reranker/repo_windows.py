@@ -331,8 +331,13 @@ def ranker_identity(config: LocalizeConfig) -> dict[str, Any]:
     return {"ranker": config.ranker, "sha256": sha256_file(path) if path.is_file() else None}
 
 
+def golds_shown(lists: bool) -> str:
+    """Which golds a record shows: every one in a held-out list, the first in a training window."""
+    return "all" if lists else GOLDS_SHOWN
+
+
 def run_identity(sources: Sequence[SourceRepo], config: LocalizeConfig, mining: MiningConfig,
-                 settings: WindowSettings, split: RepoSplit) -> dict[str, Any]:
+                 settings: WindowSettings, split: RepoSplit, lists: bool = False) -> dict[str, Any]:
     """What the instances depend on; the index directory is only a cache and is left out."""
     index = config.index
     return {"repos": [[s.repo.name, s.repo.head, s.language] for s in sources], "settings": asdict(settings),
@@ -340,12 +345,12 @@ def run_identity(sources: Sequence[SourceRepo], config: LocalizeConfig, mining: 
             "index": {"max_file_size": index.max_file_size, "include_tests": index.include_tests,
                       "test_rule": index.test_rule, "max_chunk_chars": index.max_chunk_chars},
             "retriever": config.retriever, "ranker": ranker_identity(config), "split": split.describe(),
-            "golds_shown": GOLDS_SHOWN}
+            "mode": LIST_MODE if lists else TEACHER_MODE, "golds_shown": golds_shown(lists)}
 
 
 def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances: int, config: LocalizeConfig,
                 mining: MiningConfig, settings: WindowSettings, split: RepoSplit, computed: Sequence[str],
-                seconds: float, lists: bool = False) -> dict[str, Any]:
+                seconds: float, lists: bool = False, repos_lists: Sequence[str] = ()) -> dict[str, Any]:
     """``stats.json``: teacher-rank's keys (what the adapter card reads) plus the per-repository figures."""
     queries = sum(s.queries for s in per_repo)
     ranks: dict[str, int] = {}
@@ -361,10 +366,10 @@ def stage_stats(per_repo: Sequence[RepoStats], heldout: Sequence[str], instances
         "repos_ranked": len(per_repo),
         "heldout_repos": list(heldout),
         "teacher": TEACHER,
-        "config": {"mode": LIST_MODE if lists else TEACHER_MODE, "golds_shown": "all" if lists else GOLDS_SHOWN,
+        "config": {"mode": LIST_MODE if lists else TEACHER_MODE, "golds_shown": golds_shown(lists),
                    **asdict(settings), "mining": asdict(mining),
                    "history": asdict(config.history) if config.history else None, "retriever": config.retriever,
-                   "ranker": ranker_identity(config)},
+                   "ranker": ranker_identity(config), "repos_lists": [str(p) for p in repos_lists]},
         "split": split.describe(),
         "queries": queries,
         "queries_with_gold": sum(s.queries_with_gold for s in per_repo),
@@ -425,8 +430,7 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
     with work.claimed():
         if overwrite:
             work.remove()
-        work.start({**run_identity(training, config, mining, settings, split),
-                    "mode": LIST_MODE if lists else TEACHER_MODE})
+        work.start(run_identity(training, config, mining, settings, split, lists))
         records: list[dict[str, Any]] = []
         per_repo: list[RepoStats] = []
         computed: list[str] = []
@@ -456,8 +460,7 @@ def repo_windows_stage(sources: Sequence[SourceRepo], out_dir: str | Path, confi
             if not records:
                 raise StageError("no windows left after the benchmark content-overlap check")
         stats = {**stage_stats(per_repo, heldout, len(records), config, mining, settings, split, computed,
-                               time.perf_counter() - started, lists), **overlap}
-        stats["config"]["repos_lists"] = [str(p) for p in repos_lists]
+                               time.perf_counter() - started, lists, repos_lists), **overlap}
         save_stage(Dataset.from_list(records), out_dir, stats, overwrite=overwrite)
         work.remove()
     return stats
