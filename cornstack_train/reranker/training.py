@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from indexer.storage.atomic import atomic_replace_dir, atomic_write_text
-from localizer.rerank.prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
+from localizer.rerank.prompt import PROMPT_FORMAT, SYSTEM_MESSAGE, PromptBudget, build_prompt
 from localizer.rerank.reranker import RerankConfig
 
 from cornstack_train.errors import TrainingError
@@ -355,7 +355,8 @@ def save_adapter(out: Path, model, config: TrainConfig, base_name: str, history:
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
         (tmp / "training.json").write_text(json.dumps(
-            {"base_model": base_name, "config": asdict(config), "data": data_info, "steps": len(history)},
+            {"base_model": base_name, "prompt_format": PROMPT_FORMAT, "config": asdict(config), "data": data_info,
+             "steps": len(history)},
             indent=2, default=str) + "\n")
         (tmp / "README.md").write_text(model_card(base_name, config, history, data_info, steps_total, stopped))
 

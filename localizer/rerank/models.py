@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from typing import Any
 from indexer.errors import ModelLoadError
 
 from localizer.device import resolve_device
+from localizer.rerank.prompt import PROMPT_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +317,8 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
         source = name = str(model)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    if adapter:
+        check_adapter_prompt_format(adapter)
     merged = _merged_cache(source, adapter, cache_dir) if adapter else None
     if merged is not None and (merged / "config.json").exists():
         source, adapter = str(merged), None  # merged once before: no peft, no merge
@@ -380,6 +384,25 @@ def _save_merged(model, tokenizer, target: Path) -> None:
                 os.replace(out, target)
     except OSError as exc:
         log.warning("could not cache the merged reranker in %s: %s", target, exc)
+
+
+def check_adapter_prompt_format(adapter: str) -> None:
+    """Refuse an adapter ``train-reranker`` trained on another prompt layout than inference builds.
+
+    Its ``training.json`` records the layout (``prompt_format``; adapters from before the
+    record read as format 1). A LoRA adapter learns where the ids sit, so on another layout it
+    ranks at chance without any error. Adapters from elsewhere (no ``training.json``) are trusted.
+    """
+    record = Path(adapter).expanduser() / "training.json"
+    if not record.is_file():
+        return
+    try:
+        trained = json.loads(record.read_text()).get("prompt_format", 1)
+    except (OSError, ValueError, AttributeError):
+        return  # not train-reranker's record: nothing to compare
+    if trained != PROMPT_FORMAT:
+        raise ModelLoadError(f"reranker adapter {adapter!r} was trained on prompt format {trained}, but this version "
+                             f"builds format {PROMPT_FORMAT}: retrain it with this version's train-reranker")
 
 
 def apply_adapter(model, adapter: str):

@@ -2,6 +2,8 @@
 
 The wording follows the CoRNStack reranker and SweRank: numbered candidates ``[1]..[n]``
 between a header and a footer that both carry the issue, and the answer ``[4] > [2] > ...``.
+One departure: each candidate is also *closed* by its id (``(end of [3])``, see
+:func:`candidate_block`), because the small model binds an answer id to the text before it.
 Training (``cornstack_train``) must build prompts with :func:`build_messages` and targets with
 :func:`answer_text` so that the fine-tuned model sees at inference exactly what it learned on.
 
@@ -87,9 +89,29 @@ def footer_text(issue: str, n: int) -> str:
     )
 
 
+# The prompt layout's version: an adapter learns one layout, so train-reranker records it and
+# ship-reranker refuses an adapter trained on another. 2: candidates closed by their id.
+PROMPT_FORMAT = 2
+
+
+def candidate_block(i: int, text: str) -> str:
+    """Candidate ``i`` opened *and closed* by its id: ``[i] text`` then ``(end of [i])``.
+
+    rank_llm and the paper only open each passage with ``[i]``. Measured on the packaged
+    Qwen2.5-Coder-0.5B (2026-12-08, dev-2c-bf16): asked which of ten one-line functions has a
+    given name, it answered with the *next* candidate's id in 6 of 10 lists (the id that follows
+    the matching text) and right in 2; with the closing id, right in 8. Trained with LoRA
+    (first-token loss, lr 2e-4, 32-token candidates, queries naming the positive function, the same
+    seed and batches), the loss left chance (ln 10 / 2 = 1.15) by step 70 with the closing id (10-step
+    means 0.69 at steps 81-90, 0.10 at 111-120) and stayed between 1.07 and 1.85 through step 120
+    without it. The cost is about 6 tokens per candidate.
+    """
+    return f"[{i}] {neutralize_ids(text)}\n(end of [{i}])\n"
+
+
 def user_text(issue: str, candidates: Sequence[str], footer_issue: str | None = None) -> str:
     n = len(candidates)
-    body = "".join(f"[{i}] {neutralize_ids(text)}\n" for i, text in enumerate(candidates, 1))
+    body = "".join(candidate_block(i, text) for i, text in enumerate(candidates, 1))
     return f"{header_text(issue, n)}\n{body}{footer_text(issue if footer_issue is None else footer_issue, n)}"
 
 

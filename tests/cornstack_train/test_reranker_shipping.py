@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from localizer.rerank.models import DEFAULT_RERANKER, PACKAGED
+from localizer.rerank.prompt import PROMPT_FORMAT
 
 from cornstack_train.data.records import sha256_tree
 from cornstack_train.reranker.shipping import REPRODUCE, ShipError, find_mined, ship_reranker
@@ -72,7 +73,7 @@ def make_repo_windows(root: Path, **changes) -> Path:
 
 
 def make_run(root: Path, seed: int = 0, base: str = DEFAULT_RERANKER, declared: str = CACHED_BASE,
-             extra: list[Path] = (), **config_changes) -> Path:
+             extra: list[Path] = (), prompt_format: int = PROMPT_FORMAT, **config_changes) -> Path:
     """A train-reranker output: adapter/ (peft LoRA, training.json), train_stats.json, and its data stages."""
     mined = root / "mined"
     negatives = make_stage(root / "negatives", {"stage": "negatives", "input": str(mined)})
@@ -90,7 +91,8 @@ def make_run(root: Path, seed: int = 0, base: str = DEFAULT_RERANKER, declared: 
     write_json(config_path, {**json.loads(config_path.read_text()), "base_model_name_or_path": declared})
     config = {**asdict(TrainConfig(lora_r=2, lora_alpha=4, lr=2e-4, warmup_steps=20, grad_accum=2, max_steps=30,
                                    dtype="bf16")), **config_changes}
-    write_json(adapter / "training.json", {"base_model": base, "config": config, "steps": 30,
+    write_json(adapter / "training.json", {"base_model": base, "prompt_format": prompt_format, "config": config,
+                                           "steps": 30,
                                            "data": {"path": str(teacher), "sha256": sha256_tree(teacher),
                                                     "stats": json.loads((teacher / "stats.json").read_text()),
                                                     "extra_stages": [
@@ -246,6 +248,8 @@ def test_a_corpus_that_may_not_ship_is_refused(tmp_path, changes, message):
 def test_budgets_other_than_inference_and_changed_data_are_refused(work):
     with pytest.raises(ShipError, match="candidate_tokens 48 \\(inference: 64\\)"):
         ship_reranker(make_run(work, candidate_tokens=48), target=work / "reranker")
+    with pytest.raises(ShipError, match="trained on prompt format 1; inference builds format 2"):
+        ship_reranker(make_run(work, prompt_format=1), target=work / "reranker")
     run = make_run(work)
     (work / "teacher" / "data" / "part-0.arrow").write_bytes(b"rewritten by teacher-rank --overwrite")
     with pytest.raises(ShipError, match="has changed since training"):

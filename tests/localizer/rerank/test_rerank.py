@@ -167,7 +167,8 @@ def test_prompt_follows_the_paper_layout():
     text = user_text("Crash in foo()", ["def a(): pass", "def b(x): return x[1]"])
     assert text.startswith("I will provide you with 2 code functions, each indicated by a numerical identifier []. ")
     assert "GitHub issue: Crash in foo().\n" in text
-    assert "\n[1] def a(): pass\n[2] def b(x): return x(1)\n" in text  # ids inside code are neutralized
+    # each candidate opened and closed by its id; ids inside code are neutralized
+    assert "\n[1] def a(): pass\n(end of [1])\n[2] def b(x): return x(1)\n(end of [2])\n" in text
     assert text.rstrip().endswith("Only respond with the ranking results, do not say any word or explain.")
     assert text.count("Crash in foo()") == 2
     assert answer_text([2, 0, 1]) == "[3] > [1] > [2]"
@@ -258,3 +259,18 @@ def test_fusion_rejects_bad_input():
         apply_fusion("borda", [0])
     with pytest.raises(ValueError, match="at least 1"):
         fuse_with_first_stage([0], k=0)
+
+
+def test_an_adapter_trained_on_another_prompt_layout_is_refused(tmp_path):
+    import json
+
+    from indexer.errors import ModelLoadError
+    from localizer.rerank.models import check_adapter_prompt_format
+    from localizer.rerank.prompt import PROMPT_FORMAT
+
+    check_adapter_prompt_format(str(tmp_path))  # an adapter from elsewhere: no training.json, trusted
+    (tmp_path / "training.json").write_text(json.dumps({"prompt_format": PROMPT_FORMAT}))
+    check_adapter_prompt_format(str(tmp_path))
+    (tmp_path / "training.json").write_text(json.dumps({"base_model": "x"}))  # written before the record
+    with pytest.raises(ModelLoadError, match=f"trained on prompt format 1, but this version builds format {PROMPT_FORMAT}"):
+        check_adapter_prompt_format(str(tmp_path))
