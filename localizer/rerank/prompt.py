@@ -103,8 +103,8 @@ def candidate_block(i: int, text: str) -> str:
     the matching text) and right in 2; with the closing id, right in 8. Trained with LoRA
     (first-token loss, lr 2e-4, 32-token candidates, queries naming the positive function, the same
     seed and batches), the loss left chance (ln 10 / 2 = 1.15) by step 70 with the closing id (10-step
-    means 0.69 at steps 81-90, 0.10 at 111-120) and stayed between 1.07 and 1.85 through step 120
-    without it. The cost is about 6 tokens per candidate.
+    means 0.72 at steps 61-70, 0.09 at 91-100, 0.01 at 111-120) and stayed between 1.05 and 1.67
+    through step 120 without it. The cost is about 6 tokens per candidate.
     """
     return f"[{i}] {neutralize_ids(text)}\n(end of [{i}])\n"
 
