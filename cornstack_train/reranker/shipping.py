@@ -35,7 +35,7 @@ from typing import Any, Sequence
 from indexer.storage.atomic import atomic_replace_dir
 from localizer.embedding.shipped import sha256_file
 from localizer.rerank.models import DEFAULT_RERANKER, PACKAGED, packaged_name
-from localizer.rerank.prompt import PROMPT_FORMAT, SYSTEM_MESSAGE
+from localizer.rerank.prompt import PROMPT_FORMAT, SYSTEM_MESSAGE, recorded_prompt_format
 from localizer.rerank.reranker import RerankConfig
 from localizer.rerank.shipped import SHIPPED_RERANKER
 
@@ -170,7 +170,7 @@ def check_base(config: dict[str, Any], training: dict[str, Any], where: Path) ->
 
 def check_budgets(training: dict[str, Any], where: Path) -> None:
     """Refuse a prompt layout or budgets other than inference's: localize has no flags to match them."""
-    trained_format = training.get("prompt_format", 1)
+    trained_format = recorded_prompt_format(training)
     if trained_format != PROMPT_FORMAT:
         raise ShipError(f"{where} was trained on prompt format {trained_format}; inference builds format "
                         f"{PROMPT_FORMAT}, so retrain it")

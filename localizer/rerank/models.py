@@ -31,7 +31,7 @@ from typing import Any
 from indexer.errors import ModelLoadError
 
 from localizer.device import resolve_device
-from localizer.rerank.prompt import PROMPT_FORMAT
+from localizer.rerank.prompt import PROMPT_FORMAT, recorded_prompt_format
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,8 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
     _require("transformers", "the reranker")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if adapter:
+        check_adapter_prompt_format(adapter)  # before a conversion that can take minutes
     name = packaged_name(model)
     if name is not None:
         source = str(ensure_packaged(name, cache_dir))
@@ -317,8 +319,6 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
         source = name = str(model)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    if adapter:
-        check_adapter_prompt_format(adapter)
     merged = _merged_cache(source, adapter, cache_dir) if adapter else None
     if merged is not None and (merged / "config.json").exists():
         source, adapter = str(merged), None  # merged once before: no peft, no merge
@@ -397,7 +397,7 @@ def check_adapter_prompt_format(adapter: str) -> None:
     if not record.is_file():
         return
     try:
-        trained = json.loads(record.read_text()).get("prompt_format", 1)
+        trained = recorded_prompt_format(json.loads(record.read_text()))
     except (OSError, ValueError, AttributeError):
         return  # not train-reranker's record: nothing to compare
     if trained != PROMPT_FORMAT:

@@ -92,6 +92,12 @@ def footer_text(issue: str, n: int) -> str:
 # The prompt layout's version: an adapter learns one layout, so train-reranker records it and
 # ship-reranker refuses an adapter trained on another. 2: candidates closed by their id.
 PROMPT_FORMAT = 2
+LEGACY_PROMPT_FORMAT = 1  # what a training record without ``prompt_format`` was trained on
+
+
+def recorded_prompt_format(training: dict) -> int:
+    """The layout a ``train-reranker`` record (``training.json``) says its adapter learned."""
+    return training.get("prompt_format", LEGACY_PROMPT_FORMAT)
 
 
 def candidate_block(i: int, text: str) -> str:
