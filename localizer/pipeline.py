@@ -265,9 +265,9 @@ class RankingPipeline:
         return ranking
 
     def _rerank(self, ranking: Ranking, issue_text: str) -> None:
-        """Functions reordered by the LLM and fused as configured; files follow the reranked functions."""
+        """Functions reordered by the LLM and fused as configured; files follow them as configured."""
         from localizer.rerank.fusion import apply_fusion
-        from localizer.rerank.localize import function_candidates, promote_files, rescore_by_position
+        from localizer.rerank.localize import function_candidates, reranked_files, rescore_by_position
 
         reranker, settings = self.reranker, self.config.rerank
         chunks = ranking.index.chunks
@@ -284,5 +284,6 @@ class RankingPipeline:
         head_scores = rescore_by_position(reordered, {row: ranking.function_scores[row] for row in head})
         ranking.function_scores = {**ranking.function_scores, **head_scores}
         ranking.functions = reordered + ranking.functions[settings.depth:]
-        ranking.files = promote_files([chunks[row].path for row in reordered], ranking.files)
+        ranking.files = reranked_files(settings.files, [chunks[row].path for row in reordered], ranking.files,
+                                       settings.fusion_k)
         ranking.file_scores = rescore_by_position(ranking.files, ranking.file_scores)

@@ -489,7 +489,8 @@ def _rate(part: int, whole: int) -> float | None:
 @click.option("--corpus", type=click.Choice(tuple(CORPORA)), default="product", show_default=True,
               help="product: the files localize indexes (also skips test_*.py-style files); protocol: the paper's "
                    "corpus (drops only test/tests/testing directories), for figures comparable with CoRNStack's.")
-@options("reranker_model", "reranker_adapter", "rerank_depth", "rerank_window", "rerank_stride", "rerank_mode")
+@options("reranker_model", "reranker_adapter", "rerank_depth", "rerank_window", "rerank_stride", "rerank_mode",
+         "rerank_files")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N instances (a smoke run).")
 @options("index_dir", "device", "backend")
 @click.option("--model-backend", "model_backends", multiple=True, metavar="MODEL=BACKEND",

@@ -97,10 +97,18 @@ def list_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalC
         depth = min(config.depth, len(r["candidates"]))
         gold = tuple(g for g in r["gold"] if g < depth)
         windows.append(Window(r["id"], r["query"], r["candidates"][:depth], r["candidate_ids"][:depth],
-                              r["first_stage_scores"][:depth], gold[0] if gold else -1, window_meta(r), gold))
+                              r["first_stage_scores"][:depth], gold[0] if gold else -1, list_meta(r), gold))
     if config.shuffle:
         windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if w.positive_index >= 0 else w for w in windows]
     return windows
+
+
+def list_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """A held-out list's meta, plus its file order and gold files where the stage recorded them."""
+    meta = window_meta(row)
+    if row.get("files") is not None:
+        meta["files"], meta["gold_files"] = list(row["files"]), list(row.get("gold_files") or ())
+    return meta
 
 
 Encode = Callable[[list[str]], np.ndarray]  # texts -> L2-normalized vectors, one row each
@@ -145,6 +153,44 @@ def positive_rank(order: Sequence[int], positive_index: int, gold: Sequence[int]
         return 0
     order = list(order)
     return min(order.index(g) for g in (*gold, positive_index)) + 1
+
+
+def candidate_path(candidate_id: str) -> str:
+    """The file of a ``path::name::line`` candidate id."""
+    return candidate_id.rsplit("::", 2)[0]
+
+
+def file_rank(window: Window, order: Sequence[int] | None, policy: str) -> int:
+    """1-based rank of the best-placed gold file once files follow ``order`` (a best-first order of the
+    window's candidates; None: the pipeline's own file order, nothing reranked) under ``policy``
+    (``localizer.rerank.localize.reranked_files``); 0 when no gold file is ranked."""
+    from localizer.rerank.localize import reranked_files
+
+    files, gold = window.meta.get("files") or [], set(window.meta.get("gold_files") or ())
+    ranked = files if order is None else reranked_files(
+        policy, [candidate_path(window.candidate_ids[i]) for i in order], files)
+    return next((i + 1 for i, path in enumerate(ranked) if path in gold), 0)
+
+
+def file_results(windows: Sequence[Window], out: Path, systems: Sequence[str]) -> dict[str, dict[str, float]] | None:
+    """File-level metrics of each system's stored orders under each way files follow functions, over the
+    lists the systems reordered (a gold function in the top ``depth``), beside the pipeline's own file
+    order. None when the windows carry no file order (stages built before ``files`` was recorded)."""
+    from localizer.rerank.localize import FILE_ORDERS
+
+    ordered = [w for w in windows if w.positive_index >= 0 and w.meta.get("files") is not None]
+    if not ordered:
+        return None
+    results = {"pipeline files": metrics([file_rank(w, None, "promote") for w in ordered])}
+    for name in systems:
+        stored = _read_ranks(out / "ranks" / f"{name}.jsonl")
+        orders = [list(range(len(w.candidates))) if name == RETRIEVER else (stored.get(w.id) or {}).get("order")
+                  for w in ordered]
+        if any(o is None for o in orders):
+            continue  # not evaluated on these lists (nothing stored)
+        for policy in FILE_ORDERS:
+            results[f"{name} [files: {policy}]"] = metrics([file_rank(w, o, policy) for w, o in zip(ordered, orders)])
+    return results
 
 
 def metrics(ranks: Sequence[int]) -> dict[str, float]:
@@ -271,6 +317,12 @@ def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str,
               "positive_first_stage_rank": metrics([positive_rank(range(len(w.candidates)), w.positive_index, w.gold)
                                                     for w in windows]),
               "systems": described or {}}
+    files = file_results(windows, out, list(systems))
+    markdown = markdown_table(results)
+    if files is not None:
+        report["file_results"] = files
+        markdown += ("\nFiles, over the lists with a gold function in the top (the pipeline's file order, then each "
+                     "system's functions with files following them each way):\n\n" + markdown_table(files))
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "metrics.md", markdown_table(results))
+    atomic_write_text(out / "metrics.md", markdown)
     return report

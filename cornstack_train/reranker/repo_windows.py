@@ -67,6 +67,9 @@ TEACHER_MODE = "gold-pipeline"
 GOLDS_SHOWN = "first"  # a training window shows its first gold only (plan_windows); recorded in stats and identity
 LIST_KIND = "commit-repo-list"  # --heldout-lists: one whole list per query, for eval-reranker
 LIST_MODE = "heldout-lists"
+# Files kept per held-out list, in the pipeline's order: what eval-reranker needs to measure how files follow
+# the reranked functions (localizer.rerank.localize.reranked_files) at file level.
+LIST_FILES = 50
 LIST_COLUMNS = ("id", "query", "candidates", "candidate_ids", "first_stage_scores", "positive_index", "repo", "gold")
 SHARDS = "repos"  # <out>.work/repos/<owner__name>.json
 
@@ -183,6 +186,7 @@ class RankedQuery:
     gold: frozenset[int]
     functions: list[int]
     function_scores: dict[int, float]
+    files: tuple[str, ...] = ()  # the pipeline's file order (its top LIST_FILES)
 
 
 def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningConfig, depth: int,
@@ -220,7 +224,7 @@ def ranked_queries(source: SourceRepo, config: LocalizeConfig, mining: MiningCon
             bucket = rank_bucket(best, depth)
             stats.gold_rank[bucket] = stats.gold_rank.get(bucket, 0) + 1
             yield RankedQuery(snapshot, query.commit, query.text, chunks, gold, ranking.functions,
-                              ranking.function_scores)
+                              ranking.function_scores, tuple(ranking.files[:LIST_FILES]))
 
 
 def _window_record(source: SourceRepo, ranked: RankedQuery, span: tuple[int, int], target: list[int],
@@ -282,8 +286,11 @@ def heldout_lists(source: SourceRepo, config: LocalizeConfig, mining: MiningConf
         gold = [i for i, row in enumerate(head) if row in ranked.gold]
         stats.gold_in_top += bool(gold)
         target = golds_anchored(range(len(head)), gold) if gold else list(range(len(head)))
-        records.append(_window_record(source, ranked, (0, len(head)), target, gold[0] if gold else -1, LIST_KIND,
-                                      LIST_MODE, gold))
+        record = _window_record(source, ranked, (0, len(head)), target, gold[0] if gold else -1, LIST_KIND,
+                                LIST_MODE, gold)
+        record["files"] = list(ranked.files)
+        record["gold_files"] = sorted({ranked.chunks[row].path for row in ranked.gold})
+        records.append(record)
         stats.windows += 1
     stats.seconds = round(time.perf_counter() - started, 1)
     return records, stats

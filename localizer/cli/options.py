@@ -23,6 +23,7 @@ from localizer.config import (DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_RANKER, DE
                               LocalizeConfig)
 from localizer.embedding.embedder import BACKEND_CHOICES, EmbedderConfig
 from localizer.rerank.fusion import FUSIONS
+from localizer.rerank.localize import FILE_ORDERS
 from localizer.rerank.models import DEFAULT_RERANKER
 from localizer.rerank.reranker import RerankConfig
 from localizer.rerank.scorers import MODES
@@ -114,6 +115,11 @@ OPTIONS: dict[str, Callable] = {
                                   help="rrf: fuse the model's order with the retriever's by reciprocal rank (k=60), so "
                                        "the retriever's confident hits are not lost (measured better on SWE-bench); "
                                        "none: the model's order alone."),
+    "rerank_files": click.option("--rerank-files", type=click.Choice(FILE_ORDERS), default=_RERANK_DEFAULTS.files,
+                                 show_default=True,
+                                 help="How files follow the reranked functions. promote: their files first (the "
+                                      "paper's protocol); rrf: that order fused with the file ranker's by reciprocal "
+                                      "rank."),
     # hooks
     "issues_dir": click.option("--issues-dir", default=None, metavar="DIR",
                                help="After each refresh, triage the issue files in DIR (relative to the repository "
@@ -128,7 +134,7 @@ OPTIONS: dict[str, Callable] = {
 INDEX_OPTIONS = ("repo", "rev", "retriever", "model", "trust_remote_code", "query_prompt", "index_dir", "no_cache", "device", "backend",
                  "max_file_size", "include_tests", "history", "history_commits", "ranker", "quiet", "verbose")
 RERANK_OPTIONS = ("rerank", "reranker_model", "reranker_adapter", "rerank_depth", "rerank_window", "rerank_stride",
-                  "rerank_mode", "rerank_fusion")
+                  "rerank_mode", "rerank_fusion", "rerank_files")
 HOOK_OPTIONS = ("retriever", "model", "device", "backend", "index_dir", "max_file_size", "include_tests", "issues_dir",
                 "reports_dir")
 
@@ -185,6 +191,7 @@ def rerank_config(values: Mapping[str, Any], fusion: str | None = None, required
     return RerankConfig(model=values["reranker_model"], adapter=adapter, required=required,
                         depth=values["rerank_depth"], window=values["rerank_window"], stride=values["rerank_stride"],
                         mode=values["rerank_mode"], fusion=fusion or values.get("rerank_fusion") or RerankConfig.fusion,
+                        files=values.get("rerank_files") or RerankConfig.files,
                         device=values.get("device", "auto"))
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from localizer.rerank.fusion import FUSIONS, RRF_K, apply_fusion
+from localizer.rerank.localize import FILE_ORDERS
 from localizer.rerank.models import DEFAULT_RERANKER, LoadedModel, load_reranker_model
 from localizer.rerank.prompt import SYSTEM_MESSAGE, PromptBudget, build_prompt
 from localizer.rerank.scorers import MODES, WindowScorer, make_scorer
@@ -52,6 +53,9 @@ class RerankConfig:
     # order alone on SWE-bench, zero-shot and trained (benchmarks/RESULTS.md). none: the model's order.
     fusion: str = "rrf"
     fusion_k: int = RRF_K
+    # How files follow the reranked functions (localize.py): promote, the paper's protocol, puts their
+    # files first; rrf fuses that order with the file ranker's.
+    files: str = "promote"
     # False when reranking is on because the package ships an adapter, not because the user asked:
     # a model that cannot load is then a note and the ranking goes on without it (shipped.py).
     required: bool = True
@@ -61,6 +65,8 @@ class RerankConfig:
             raise ValueError(f"unknown rerank fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
         if self.fusion_k < 1:
             raise ValueError("the rerank fusion constant must be at least 1")
+        if self.files not in FILE_ORDERS:
+            raise ValueError(f"unknown reranked file order {self.files!r}; choose one of {', '.join(FILE_ORDERS)}")
         if self.mode not in MODES:
             raise ValueError(f"unknown rerank mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.window < 2 or not 0 < self.stride <= self.window:

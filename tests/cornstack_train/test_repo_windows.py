@@ -283,6 +283,10 @@ def test_heldout_lists_rank_only_the_heldout_repository_one_whole_list_per_query
         assert row["first_stage_scores"] == sorted(row["first_stage_scores"], reverse=True)
         golds = [i for i, c in enumerate(row["candidates"]) if c.split("\n", 1)[0].endswith(f"::{row['name']}")]
         assert row["gold"] == golds and row["positive_index"] == (golds[0] if golds else -1)
+        # the pipeline's file order and the changed functions' files, for file-level metrics
+        assert row["files"] and len(row["files"]) == len(set(row["files"])) <= rw.LIST_FILES
+        assert row["gold_files"] == [row["path"]] or row["path"] in row["gold_files"]
+        assert {rw_path(c) for c in (row["candidate_ids"][g] for g in golds)} <= set(row["gold_files"])
     windows = list_windows(rows, SPLIT, EvalConfig(depth=6, max_queries=None))
     assert sorted(w.id for w in windows) == sorted(r["id"] for r in rows)
     for w in windows:  # the pipeline's own order scores the rank of its best gold
@@ -296,6 +300,28 @@ def test_heldout_lists_rank_only_the_heldout_repository_one_whole_list_per_query
     # a split that trains on the repository refuses its lists
     with pytest.raises(ValueError, match="split"):
         list_windows(rows, RepoSplit(heldout_repos=("o/a",)), EvalConfig(depth=6))
+
+
+def rw_path(candidate_id: str) -> str:
+    from cornstack_train.reranker.evaluation import candidate_path
+
+    return candidate_path(candidate_id)
+
+
+def test_file_rank_follows_each_way_files_follow_functions():
+    from cornstack_train.reranker.data import Window
+    from cornstack_train.reranker.evaluation import file_rank
+
+    ids = ["pkg/a.py::f::1", "pkg/b.py::g::9", "pkg/c.py::h::3"]
+    window = Window("q", "issue", ["x", "y", "z"], ids, [3.0, 2.0, 1.0], 1, gold=(1,),
+                    meta={"files": ["pkg/a.py", "pkg/c.py", "pkg/b.py"], "gold_files": ["pkg/b.py"]})
+    assert file_rank(window, None, "promote") == 3  # the pipeline's own file order
+    assert file_rank(window, [0, 1, 2], "promote") == 2  # files of the functions in order: a, b, c
+    assert file_rank(window, [1, 0, 2], "promote") == 1
+    # rrf with the file order (a, c, b): b is 1st and 3rd, a 2nd and 1st, so a stays first
+    assert file_rank(window, [1, 0, 2], "rrf") == 2
+    assert file_rank(Window("q", "i", ["x"], ids[:1], [1.0], 0, meta={"files": ["pkg/a.py"], "gold_files": []}),
+                     [0], "rrf") == 0
 
 
 def test_positive_rank_takes_the_best_placed_gold():

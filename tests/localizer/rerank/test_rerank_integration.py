@@ -8,7 +8,7 @@ import pytest
 
 from indexer.index import IndexConfig
 from localizer import LocalizeConfig, Localizer
-from localizer.rerank.localize import promote_files, rescore_by_position
+from localizer.rerank.localize import promote_files, reranked_files, rescore_by_position
 from localizer.rerank.reranker import ListwiseReranker, RerankConfig
 from localizer.rerank.scorers import WindowAnswer
 
@@ -52,6 +52,21 @@ def test_promote_files_and_rescore():
     assert rescore_by_position(["b", "a", "c"], {"a": 0.9, "b": 0.5, "c": 0.1}) == {"b": 0.9, "a": 0.5, "c": 0.1}
 
 
+def test_reranked_files_promote_or_fuse_with_the_file_rankers_order():
+    functions, files = ["c.py", "b.py", "c.py"], ["a.py", "b.py", "c.py", "d.py"]
+    assert reranked_files("promote", functions, files) == ["c.py", "b.py", "a.py", "d.py"]
+    # rrf: c (1st and 3rd) and a (3rd and 1st) edge out b (2nd in both), as 1/(k + rank) is convex;
+    # their tie goes to the promoted order
+    assert reranked_files("rrf", functions, files) == ["c.py", "a.py", "b.py", "d.py"]
+    # a function's file the file ranker never listed takes part, on one vote
+    assert reranked_files("rrf", ["e.py"], ["a.py", "b.py"]) == ["a.py", "b.py", "e.py"]
+    assert reranked_files("rrf", [], files) == files
+    with pytest.raises(ValueError, match="file order"):
+        reranked_files("best", functions, files)
+    with pytest.raises(ValueError, match="file order"):
+        RerankConfig(files="best")
+
+
 def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir, tiny_loaded):
     index = IndexConfig(index_dir=index_dir)
     plain = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8)).localize(CART_ISSUE)
@@ -69,6 +84,7 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     assert names[depth:] == before[depth:]  # below the depth: untouched
     assert [f.score for f in reranked.functions] == [f.score for f in plain.functions]  # scores by position
     assert reranked.files[0].path == names[0][0]  # files follow the reranked functions
+    assert RerankConfig().files == "promote"
     assert len({f.path for f in reranked.files}) == len(reranked.files)
     # the default fuses the model's order with the retriever's: the reversal of 4 becomes [3, 0, 2, 1]
     assert RerankConfig().fusion == "rrf"
