@@ -284,6 +284,9 @@ class RankingPipeline:
         head_scores = rescore_by_position(reordered, {row: ranking.function_scores[row] for row in head})
         ranking.function_scores = {**ranking.function_scores, **head_scores}
         ranking.functions = reordered + ranking.functions[settings.depth:]
-        ranking.files = reranked_files(settings.files, [chunks[row].path for row in reordered], ranking.files,
+        # promote follows the functions as ranked; rrf fuses the model's own order with the file ranker's, as
+        # fusion does at function level (fusing both levels would count the first stage twice)
+        followed = reordered if settings.files == "promote" else [head[p] for p in ranking.model_order]
+        ranking.files = reranked_files(settings.files, [chunks[row].path for row in followed], ranking.files,
                                        settings.fusion_k)
         ranking.file_scores = rescore_by_position(ranking.files, ranking.file_scores)

@@ -99,8 +99,14 @@ def list_windows(rows: Sequence[dict[str, Any]], split: RepoSplit, config: EvalC
         windows.append(Window(r["id"], r["query"], r["candidates"][:depth], r["candidate_ids"][:depth],
                               r["first_stage_scores"][:depth], gold[0] if gold else -1, list_meta(r), gold))
     if config.shuffle:
-        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if w.positive_index >= 0 else w for w in windows]
+        windows = [shuffled(w, random.Random(f"{config.seed}:{w.id}")) if needs_order(w) else w for w in windows]
     return windows
+
+
+def needs_order(window: Window) -> bool:
+    """Whether a system must order ``window``: it holds the positive, or it carries a file order (a list
+    whose changed functions all fell below the top can still move their file, in ``localize`` too)."""
+    return window.positive_index >= 0 or window.meta.get("files") is not None
 
 
 def list_meta(row: dict[str, Any]) -> dict[str, Any]:
@@ -173,12 +179,12 @@ def file_rank(window: Window, order: Sequence[int] | None, policy: str) -> int:
 
 
 def file_results(windows: Sequence[Window], out: Path, systems: Sequence[str]) -> dict[str, dict[str, float]] | None:
-    """File-level metrics of each system's stored orders under each way files follow functions, over the
-    lists the systems reordered (a gold function in the top ``depth``), beside the pipeline's own file
-    order. None when the windows carry no file order (stages built before ``files`` was recorded)."""
+    """File-level metrics of each system's stored orders under each way files follow functions, over every
+    list (each one is reordered, a gold function in the top or not), beside the pipeline's own file order.
+    None when the windows carry no file order (stages built before ``files`` was recorded)."""
     from localizer.rerank.localize import FILE_ORDERS
 
-    ordered = [w for w in windows if w.positive_index >= 0 and w.meta.get("files") is not None]
+    ordered = [w for w in windows if w.meta.get("files") is not None]
     if not ordered:
         return None
     results = {"pipeline files": metrics([file_rank(w, None, "promote") for w in ordered])}
@@ -278,7 +284,7 @@ def system_ranks(name: str, windows: Sequence[Window], ranker: Ranker | None, ou
     stored = _read_ranks(path)
     done: dict[str, int] = {}
     for w in windows:
-        if w.positive_index < 0:
+        if not needs_order(w):
             done[w.id] = 0  # no order of this list can find the positive: no model call
         elif w.id in stored and stored[w.id]["list"] in (None, _list_key(w)):
             done[w.id] = stored[w.id]["rank"]
@@ -321,8 +327,9 @@ def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str,
     markdown = markdown_table(results)
     if files is not None:
         report["file_results"] = files
-        markdown += ("\nFiles, over the lists with a gold function in the top (the pipeline's file order, then each "
-                     "system's functions with files following them each way):\n\n" + markdown_table(files))
+        markdown += ("\nFiles, over every list: the pipeline's file order, then each system's function order with files "
+                     "following it each way (`localize --rerank-files rrf` fuses the model's own order, the rows "
+                     "without `+rrf`):\n\n" + markdown_table(files))
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "metrics.md", markdown)
     return report

@@ -8,7 +8,8 @@ also far longer than any window budget). Two ways (``RerankConfig.files``):
 * ``promote``: the files of the reranked top functions come first, in order of their first
   appearance, then every other file in the retriever's order: the paper's protocol (files
   ranked by first appearance in the function ranking).
-* ``rrf``: that promoted order fused by reciprocal rank with the file ranker's own order. Why:
+* ``rrf``: the files of the *model's own* function order (before function-level fusion, which would
+  count the first stage twice), fused by reciprocal rank with the file ranker's own order. Why:
   the pipeline ranks files with a learned file-level ranker, which is better at file@1 than
   the files of its own function ranking (Lite-140: 55.7 against 50.7, ``file@1 (via fn)``), so
   promoting alone starts a reranker five points behind on files.

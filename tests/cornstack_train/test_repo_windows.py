@@ -324,6 +324,16 @@ def test_file_rank_follows_each_way_files_follow_functions():
                      [0], "rrf") == 0
 
 
+def test_lists_with_a_file_order_are_ordered_even_without_a_gold_function():
+    from cornstack_train.reranker.data import Window
+    from cornstack_train.reranker.evaluation import needs_order
+
+    listed = {"files": ["a.py"], "gold_files": ["b.py"]}
+    assert needs_order(Window("q", "i", ["x"], ["a.py::f::1"], [1.0], -1, meta=listed))
+    assert needs_order(Window("q", "i", ["x"], ["a.py::f::1"], [1.0], 0))
+    assert not needs_order(Window("q", "i", ["x"], ["a.py::f::1"], [1.0], -1))
+
+
 def test_positive_rank_takes_the_best_placed_gold():
     from cornstack_train.reranker.evaluation import positive_rank
 
@@ -352,6 +362,10 @@ def test_eval_reranker_reads_a_list_stage_as_the_pipelines_order(tmp_path, sourc
     expected = mrr_at_k([r["gold"][0] + 1 if r["gold"] else 0 for r in rows], 10)
     assert report["results"]["retriever"]["mrr@10"] == round(expected, 4) and report["repos"] == ["o/b"]
     assert "pipeline order" in report["systems"]["retriever"]
+    # file level, over every list: the retriever's own function order with files promoted or fused
+    files = report["file_results"]
+    assert set(files) == {"pipeline files", "retriever [files: promote]", "retriever [files: rrf]"}
+    assert all(m["queries"] == len(rows) for m in files.values())
     wrong = CliRunner().invoke(main, ["eval-reranker", str(out), "-o", str(tmp_path / "eval2"), "--no-zero-shot",
                                       "--heldout-repo", "o/a"])
     assert wrong.exit_code == 1 and "split" in wrong.output

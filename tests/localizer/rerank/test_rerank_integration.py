@@ -72,9 +72,10 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     plain = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8)).localize(CART_ISSUE)
     depth = 4
 
-    def reranking(fusion: str) -> Localizer:
+    def reranking(fusion: str, files: str = "promote", top_k: int = 8) -> Localizer:
         # the injected reranker holds the model; the fusion is the localize config's
-        config = LocalizeConfig(index=index, top_k=8, rerank=RerankConfig(model="tiny", depth=depth, fusion=fusion))
+        config = LocalizeConfig(index=index, top_k=top_k,
+                                rerank=RerankConfig(model="tiny", depth=depth, fusion=fusion, files=files))
         return Localizer(sample_repo, config, reranker=_reverse_reranker(tiny_loaded, depth))
 
     reranked = reranking("none").localize(CART_ISSUE)
@@ -86,6 +87,12 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     assert reranked.files[0].path == names[0][0]  # files follow the reranked functions
     assert RerankConfig().files == "promote"
     assert len({f.path for f in reranked.files}) == len(reranked.files)
+    # --rerank-files rrf: the files of the model's own order, fused with the file ranker's, whatever the
+    # function-level fusion (every file listed, so the expectation sees the whole file order)
+    everything = Localizer(sample_repo, LocalizeConfig(index=index, top_k=1000)).localize(CART_ISSUE)
+    rrf_files = [f.path for f in reranking("rrf", "rrf", 1000).localize(CART_ISSUE).files]
+    assert rrf_files == [f.path for f in reranking("none", "rrf", 1000).localize(CART_ISSUE).files]
+    assert rrf_files == reranked_files("rrf", [path for path, _ in names[:depth]], [f.path for f in everything.files])
     # the default fuses the model's order with the retriever's: the reversal of 4 becomes [3, 0, 2, 1]
     assert RerankConfig().fusion == "rrf"
     fused = [(f.path, f.name) for f in reranking("rrf").localize(CART_ISSUE).functions]
