@@ -91,7 +91,7 @@ OPTIONS: dict[str, Callable] = {
                                 "or the path of a ranker file (cornstack-train ranker-fit)."),
     # listwise reranking
     "rerank": click.option("--rerank/--no-rerank", "rerank", default=None,
-                           help="Rerank the top functions with a listwise LLM; files follow the reranked functions. "
+                           help="Rerank the top functions with a listwise LLM; files follow them (--rerank-files). "
                                 "Default: on when this build ships a trained reranker adapter "
                                 f"({'it does' if rerank_by_default() else 'it does not'}), else off."),
     "reranker_model": click.option("--reranker", "reranker_model", default=DEFAULT_RERANKER, show_default=True,
@@ -118,8 +118,8 @@ OPTIONS: dict[str, Callable] = {
     "rerank_files": click.option("--rerank-files", type=click.Choice(FILE_ORDERS), default=_RERANK_DEFAULTS.files,
                                  show_default=True,
                                  help="How files follow the reranked functions. promote: their files first (the "
-                                      "paper's protocol); rrf: that order fused with the file ranker's by reciprocal "
-                                      "rank."),
+                                      "paper's protocol); rrf: the model's order of them fused with the file ranker's "
+                                      "by reciprocal rank (measured better on held-out repositories)."),
     # hooks
     "issues_dir": click.option("--issues-dir", default=None, metavar="DIR",
                                help="After each refresh, triage the issue files in DIR (relative to the repository "

@@ -72,7 +72,7 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     plain = Localizer(sample_repo, LocalizeConfig(index=index, top_k=8)).localize(CART_ISSUE)
     depth = 4
 
-    def reranking(fusion: str, files: str = "promote", top_k: int = 8) -> Localizer:
+    def reranking(fusion: str, files: str = "promote", top_k: int = 8) -> Localizer:  # promote: not the default
         # the injected reranker holds the model; the fusion is the localize config's
         config = LocalizeConfig(index=index, top_k=top_k,
                                 rerank=RerankConfig(model="tiny", depth=depth, fusion=fusion, files=files))
@@ -84,8 +84,8 @@ def test_localizer_reranks_top_functions_and_files_follow(sample_repo, index_dir
     assert names[:depth] == before[:depth][::-1]  # one window, reversed by the stub
     assert names[depth:] == before[depth:]  # below the depth: untouched
     assert [f.score for f in reranked.functions] == [f.score for f in plain.functions]  # scores by position
-    assert reranked.files[0].path == names[0][0]  # files follow the reranked functions
-    assert RerankConfig().files == "promote"
+    assert reranked.files[0].path == names[0][0]  # promote: files follow the reranked functions
+    assert RerankConfig().files == "rrf"
     assert len({f.path for f in reranked.files}) == len(reranked.files)
     # --rerank-files rrf: the files of the model's own order, fused with the file ranker's, whatever the
     # function-level fusion (every file listed, so the expectation sees the whole file order)
