@@ -161,6 +161,18 @@ def positive_rank(order: Sequence[int], positive_index: int, gold: Sequence[int]
     return min(order.index(g) for g in (*gold, positive_index)) + 1
 
 
+def paired_wins(base: Sequence[int], other: Sequence[int]) -> dict[str, int]:
+    """Per query, whether ``other`` placed the positive better or worse than ``base`` (by reciprocal rank; rank
+    0 is a miss), and whether it gained or lost first place: the paired view beside the means."""
+    def rr(rank: int) -> float:
+        return 1.0 / rank if rank > 0 else 0.0
+
+    return {"better": sum(rr(o) > rr(b) for b, o in zip(base, other)),
+            "worse": sum(rr(o) < rr(b) for b, o in zip(base, other)),
+            "first_gained": sum(o == 1 and b != 1 for b, o in zip(base, other)),
+            "first_lost": sum(b == 1 and o != 1 for b, o in zip(base, other))}
+
+
 def candidate_path(candidate_id: str) -> str:
     """The file of a ``path::name::line`` candidate id."""
     return candidate_id.rsplit("::", 2)[0]
@@ -316,15 +328,21 @@ def evaluate(rows: Sequence[dict[str, Any]], out: str | Path, systems: dict[str,
         windows = heldout_windows(rows, split, config)
     if not windows:
         raise ValueError("no held-out windows: raise --heldout-fraction or name repositories with --heldout-repo")
-    results = {name: metrics(system_ranks(name, windows, ranker, out, batch_size, progress))
-               for name, ranker in systems.items()}
+    ranks = {name: system_ranks(name, windows, ranker, out, batch_size, progress) for name, ranker in systems.items()}
+    results = {name: metrics(r) for name, r in ranks.items()}
     report = {"results": results, "config": asdict(config), "split": split.describe(),
+              "paired": {name: paired_wins(ranks[RETRIEVER], r) for name, r in ranks.items()
+                         if name != RETRIEVER and RETRIEVER in ranks},
               "repos": sorted({w.meta.get("repo", "") for w in windows}),
               "positive_first_stage_rank": metrics([positive_rank(range(len(w.candidates)), w.positive_index, w.gold)
                                                     for w in windows]),
               "systems": described or {}}
     files = file_results(windows, out, list(systems))
     markdown = markdown_table(results)
+    if report["paired"]:
+        markdown += ("\nPaired against the retriever (queries placed better / worse; first place gained / lost):\n\n"
+                     + "\n".join(f"- {name}: {c['better']} / {c['worse']}; {c['first_gained']} / {c['first_lost']}"
+                                  for name, c in report["paired"].items()) + "\n")
     if files is not None:
         report["file_results"] = files
         markdown += ("\nFiles, over every list: the pipeline's file order, then each system's function order with files "

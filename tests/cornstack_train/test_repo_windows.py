@@ -334,6 +334,14 @@ def test_lists_with_a_file_order_are_ordered_even_without_a_gold_function():
     assert not needs_order(Window("q", "i", ["x"], ["a.py::f::1"], [1.0], -1))
 
 
+def test_paired_wins_count_queries_moved_up_and_down_and_first_places():
+    from cornstack_train.reranker.evaluation import paired_wins
+
+    # ranks per query (0: not listed): better on 2 and 3, worse on 1, level on 4
+    assert paired_wins([1, 2, 0, 3], [2, 1, 4, 3]) == {"better": 2, "worse": 1, "first_gained": 1, "first_lost": 1}
+    assert paired_wins([0, 0], [0, 0]) == {"better": 0, "worse": 0, "first_gained": 0, "first_lost": 0}
+
+
 def test_positive_rank_takes_the_best_placed_gold():
     from cornstack_train.reranker.evaluation import positive_rank
 
@@ -365,6 +373,7 @@ def test_eval_reranker_reads_a_list_stage_as_the_pipelines_order(tmp_path, sourc
     # file level, over every list: the retriever's own function order with files promoted or fused
     files = report["file_results"]
     assert set(files) == {"pipeline files", "retriever [files: promote]", "retriever [files: rrf]"}
+    assert report["paired"] == {}  # the retriever alone: nothing to pair
     assert all(m["queries"] == len(rows) for m in files.values())
     wrong = CliRunner().invoke(main, ["eval-reranker", str(out), "-o", str(tmp_path / "eval2"), "--no-zero-shot",
                                       "--heldout-repo", "o/a"])
