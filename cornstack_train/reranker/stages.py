@@ -259,6 +259,9 @@ def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_rep
 @click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--save-steps", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--first-stage-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of instances shown in first-stage order instead of shuffled, so the model can learn the "
+                   "pipeline's prior (repo-windows keep its order).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", default="auto", show_default=True, help="auto, fp32, bf16 or fp16.")
 @click.option("--bf16", is_flag=True, help="Shorthand for --dtype bf16.")
@@ -269,8 +272,8 @@ def repo_windows_command(lists, repos_dir, languages, names, max_repos, skip_rep
 @click.pass_context
 def train_reranker_command(ctx, instances, extra_stages, out, model, preset, loss, lora_r, lora_alpha, lora_dropout,
                            target_modules, lr, warmup_steps, epochs, max_steps, max_minutes, batch_size, grad_accum,
-                           save_steps, seed, device, dtype, bf16, gradient_checkpointing, threads, no_resume,
-                           issue_tokens, candidate_tokens, min_candidate_tokens, footer_issue_tokens):
+                           save_steps, seed, first_stage_share, device, dtype, bf16, gradient_checkpointing, threads,
+                           no_resume, issue_tokens, candidate_tokens, min_candidate_tokens, footer_issue_tokens):
     """LoRA-train the listwise reranker on a teacher-rank (or repo-windows) stage, plus any --extra-stage."""
     from cornstack_train.data.records import load_stage, load_stats, sha256_tree
     from cornstack_train.reranker.training import TrainConfig, train_reranker, with_preset
@@ -286,7 +289,7 @@ def train_reranker_command(ctx, instances, extra_stages, out, model, preset, los
             model=model, loss=loss, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             target_modules=tuple(target_modules), lr=lr, warmup_steps=warmup_steps, epochs=epochs, max_steps=max_steps,
             max_seconds=None if max_minutes is None else max_minutes * 60, batch_size=batch_size, grad_accum=grad_accum,
-            seed=seed, issue_tokens=issue_tokens, candidate_tokens=candidate_tokens,
+            seed=seed, first_stage_share=first_stage_share, issue_tokens=issue_tokens, candidate_tokens=candidate_tokens,
             min_candidate_tokens=min_candidate_tokens, footer_issue_tokens=footer_issue_tokens, device=device,
             dtype="bf16" if bf16 else dtype, gradient_checkpointing=gradient_checkpointing, save_steps=save_steps,
             threads=threads)

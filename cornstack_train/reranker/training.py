@@ -64,6 +64,12 @@ class TrainConfig:
     batch_size: int = 1
     grad_accum: int = 1
     seed: int = 0
+    # Share of instances shown in first-stage order (the rest shuffled). 0, the paper's way, keeps the model
+    # from learning "the answer is usually [1]"; but the shuffled model also ignores the pipeline's order,
+    # which held-out lists show is worth keeping (rrf fusion helps every checkpoint). Above 0 the model may
+    # learn the prior itself: repo-windows stages keep the pipeline's order, whose [1] is right about half
+    # the time; teacher-rank stages put the positive in a seeded random slot, so there it carries nothing.
+    first_stage_share: float = 0.0
     # prompt budgets: the same fields, and defaults, as localizer.rerank.RerankConfig
     issue_tokens: int = RerankConfig.issue_tokens
     candidate_tokens: int = RerankConfig.candidate_tokens
@@ -82,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if min(self.batch_size, self.grad_accum, self.epochs, self.lora_r, self.save_steps) < 1:
             raise ValueError("batch size, grad accumulation, epochs, LoRA r and save steps must be at least 1")
+        if not 0.0 <= self.first_stage_share <= 1.0:
+            raise ValueError("the first-stage order share must be between 0 and 1")
 
     def rerank_config(self) -> RerankConfig:
         """The inference settings these prompts match (for the model card and budgets)."""
@@ -126,14 +134,26 @@ def stream_indices(n: int, seed: int, start: int = 0) -> Iterator[tuple[int, int
 
 def make_example(tokenizer, record: dict[str, Any], budget: PromptBudget, config: TrainConfig, epoch: int,
                  index: int) -> Example:
-    """One instance shuffled for (epoch, index), prompted as at inference, with its masked labels."""
+    """One instance shuffled for (epoch, index), or kept in first-stage order (``config.first_stage_share``),
+    prompted as at inference, with its masked labels."""
     rng = instance_rng(config.seed, epoch, index)
-    shown, mapped = shuffle_window(record["candidates"], list(record["target"]) + [record["positive_index"]], rng)
+    if shows_first_stage_order(config, epoch, index):
+        shown, mapped = list(record["candidates"]), list(record["target"]) + [record["positive_index"]]
+    else:
+        shown, mapped = shuffle_window(record["candidates"], list(record["target"]) + [record["positive_index"]], rng)
     target, positive = mapped[:-1], mapped[-1]
     prompt = build_prompt(tokenizer, record["query"], shown, budget, config.system_message)
     suffix, answer = answer_for(target, config.loss)
     ids, labels = encode_example(tokenizer, prompt.text + suffix, answer, eos=config.loss == "full")
     return Example(ids, labels, index, epoch, positive)
+
+
+def shows_first_stage_order(config: TrainConfig, epoch: int, index: int) -> bool:
+    """Whether instance ``index`` keeps its first-stage order in ``epoch``: a draw of its own generator, so
+    a share of 0 leaves every shuffle exactly as before and resumes see the same choice."""
+    if config.first_stage_share <= 0.0:
+        return False
+    return random.Random(f"{config.seed}:{epoch}:{index}:first-stage").random() < config.first_stage_share
 
 
 def collate(examples: Sequence[Example], pad_id: int):

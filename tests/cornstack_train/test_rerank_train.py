@@ -188,6 +188,16 @@ def test_shuffle_maps_target_and_varies_positive_position_deterministically():
     assert len(set(first)) >= 4  # the positive moves around, across instances and epochs
     assert positions(config) == first  # same seed, same shuffles
     assert positions(replace(config, seed=8)) != first
+    # --first-stage-share: that share of instances keeps the first-stage order (positive at 0 here); a share
+    # of 0 changes no shuffle, and the choice is seeded per (epoch, instance)
+    assert positions(replace(config, first_stage_share=0.0)) == first
+    assert positions(replace(config, first_stage_share=1.0)) == [0] * 18
+    half = positions(replace(config, first_stage_share=0.5))
+    assert half == positions(replace(config, first_stage_share=0.5))
+    assert 0 < sum(a != b for a, b in zip(half, first)) < 18  # some kept, some shuffled as before
+    assert all(h in (0, f) for h, f in zip(half, first))
+    with pytest.raises(ValueError, match="share"):
+        TrainConfig(first_stage_share=1.5)
 
 
 def test_stream_resumes_at_the_same_place():
