@@ -55,6 +55,17 @@ def commit_all(root: Path, message: str) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
+@pytest.fixture(autouse=True)
+def _model_cache_in_tmp(request, tmp_path_factory, monkeypatch) -> None:
+    """Models that tests convert or merge (tiny LMs with adapters) go to a temporary cache, not the user's:
+    they had left dozens of ``merged-*`` copies in ``~/.cache/localizer/models``. Tests of the real packaged
+    model (``slow``, ``realrepo``) keep the shared cache, whose conversion takes minutes, as does a run that
+    names its own ``LOCALIZER_MODEL_CACHE``."""
+    if os.environ.get("LOCALIZER_MODEL_CACHE") or any(request.node.get_closest_marker(m) for m in ("slow", "realrepo")):
+        return
+    monkeypatch.setenv("LOCALIZER_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
+
+
 @pytest.fixture
 def sample_repo(tmp_path: Path) -> Path:
     return make_git_repo(tmp_path / "shop", SAMPLE_FILES)

@@ -303,7 +303,9 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
     """Load ``model`` (packaged name, ``.gguf`` file, HF id or directory) plus an optional LoRA adapter."""
     _require("transformers", "the reranker")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar at every load, even under --quiet (as the embedder)
     if adapter:
         check_adapter_prompt_format(adapter)  # before a conversion that can take minutes
     name = packaged_name(model)
