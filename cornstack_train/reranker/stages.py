@@ -22,6 +22,7 @@ from click.core import ParameterSource
 from indexer.errors import LocalizerError
 from localizer.progress import StageProgress
 from localizer.rerank.fusion import FUSIONS, RRF_K
+from localizer.rerank.reranker import RerankConfig
 
 from cornstack_train.data.splits import RepoSplit
 from cornstack_train.errors import StageCommand, StageGroup, fail
@@ -324,8 +325,10 @@ def train_reranker_command(ctx, instances, extra_stages, out, model, preset, los
 @click.option("--max-queries", type=click.IntRange(1), default=40, show_default=True)
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["docstring", "commit"]), default=("docstring",),
               show_default=True)
-@click.option("--window", type=click.IntRange(2), default=10, show_default=True)
-@click.option("--stride", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--window", type=click.IntRange(2), default=RerankConfig.window, show_default=True,
+              help="As localize's --rerank-window.")
+@click.option("--stride", type=click.IntRange(1), default=RerankConfig.stride, show_default=True,
+              help="As localize's --rerank-stride.")
 @click.option("--rank-mode", type=click.Choice(["first-token", "generate"]), default="first-token", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", default="auto", show_default=True)

@@ -36,8 +36,11 @@ class RerankConfig:
 
     model: str | None = DEFAULT_RERANKER  # packaged name, HF id, local dir or .gguf file
     adapter: str | None = None  # peft LoRA adapter directory
-    window: int = 10
-    stride: int = 5
+    # A top 20 in two windows, 8-20 then 0-12 (four candidates carried up), rather than rank_llm's 10/5 in
+    # three: on the held-out lists at 1,000 steps, fused MRR@10 0.5243 vs 0.5258, Recall@1 0.445 vs 0.435,
+    # file@1 0.665 vs 0.660, in 35% less model time (a fresh `localize` 1 s faster, against a 10 s budget).
+    window: int = 12
+    stride: int = 8
     depth: int = 20
     mode: str = "first-token"
     issue_tokens: int = 192

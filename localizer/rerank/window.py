@@ -3,8 +3,9 @@
 A listwise model sees only ``window`` candidates at a time. Windows slide from the bottom of
 the list to the top, each overlapping the previous one by ``window - stride``, so a strong
 candidate found low in the list is carried upward window after window (the bubble pass of
-RankGPT and rank_llm). With window 10 and stride 5, a top 20 takes three calls and any item
-ranked best by every window it is in ends at the very top.
+RankGPT and rank_llm). With rank_llm's window 10 and stride 5, a top 20 takes three calls; with
+localize's default window 12 and stride 8, two (8-20, then 0-12, four candidates carried up). Either
+way any item ranked best by every window it is in ends at the very top.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def test_windows_are_the_pipelines_lists_with_the_gold_first(tmp_path, sources):
         assert (row["kind"], row["teacher"], row["teacher_mode"], row["language"]) == (
             "commit-repo", "pipeline", "gold-pipeline", "python")
         n = len(row["candidates"])
-        assert 2 <= n <= 10 and sorted(row["target"]) == list(range(n)) and len(set(row["candidate_ids"])) == n
+        assert 2 <= n <= WindowSettings().window and sorted(row["target"]) == list(range(n)) and len(set(row["candidate_ids"])) == n
         assert row["target"][0] == row["positive_index"]
         assert row["first_stage_scores"] == sorted(row["first_stage_scores"], reverse=True)  # pipeline order
         # titled as localize titles a function chunk, then its code
@@ -384,7 +384,8 @@ def test_the_overlap_check_drops_windows_showing_a_benchmark_function_and_says_s
     from cornstack_train.data.cleaning import code_hash
     from cornstack_train.data.denylist import BenchmarkHashes
 
-    plain = repo_windows_stage(sources, tmp_path / "plain", _config(tmp_path), SPLIT, mining=MINING)
+    small = WindowSettings(depth=20, window=10, stride=5)  # windows that leave check_parser out of some slices
+    plain = repo_windows_stage(sources, tmp_path / "plain", _config(tmp_path), SPLIT, small, mining=MINING)
     rows = load_stage(tmp_path / "plain", require=INSTANCE_COLUMNS).to_list()
     assert "dropped_benchmark_overlap" not in plain
     # a benchmark that happens to hold o/a's check_parser, byte for byte (up to whitespace)
@@ -392,7 +393,7 @@ def test_the_overlap_check_drops_windows_showing_a_benchmark_function_and_says_s
     benchmark = BenchmarkHashes({code_hash(shown)}, ["bench/mark"])
     showing = [r for r in rows if any(c.split("\n", 1)[0].endswith("::check_parser") for c in r["candidates"])]
     assert showing, "the synthetic lists should show check_parser somewhere"
-    checked = repo_windows_stage(sources, tmp_path / "checked", _config(tmp_path), SPLIT, mining=MINING,
+    checked = repo_windows_stage(sources, tmp_path / "checked", _config(tmp_path), SPLIT, small, mining=MINING,
                                  benchmark=benchmark)
     kept = load_stage(tmp_path / "checked", require=INSTANCE_COLUMNS).to_list()
     assert checked["dropped_benchmark_overlap"] == len(showing) and len(kept) == len(rows) - len(showing)
