@@ -222,3 +222,20 @@ def test_conversions_are_cached_in_bf16_with_tied_embeddings(tmp_path, monkeypat
         assert torch.equal(handle.get_tensor(embeddings[0]), output_copy["weight"].to(torch.bfloat16))
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["tie_word_embeddings"] is True and config["dtype"] == "bfloat16"
+
+
+def test_under_the_first_token_loss_gold_teacher_and_gold_embedder_train_identically():
+    """Why issue #25's "train both ways" needs --loss full: the first-token loss supervises the first id
+    alone, and both gold-anchored modes put the gold there, whatever the teacher's order of the rest."""
+    import itertools
+
+    from cornstack_train.reranker.data import Window, answer_for
+    from cornstack_train.reranker.teacher import target_order
+
+    window = Window("q", "issue", ["a", "b", "c", "d"], ["a", "b", "c", "d"], [0.9, 0.7, 0.4, 0.1], 2)
+    embedder = target_order("gold-embedder", window, None)
+    for teacher in itertools.permutations(range(4)):
+        taught = target_order("gold-teacher", window, teacher)
+        assert answer_for(taught, "first-token") == answer_for(embedder, "first-token") == ("[", "3]")
+        if taught != embedder:  # the full permutation is where the two differ
+            assert answer_for(taught, "full") != answer_for(embedder, "full")
