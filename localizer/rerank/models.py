@@ -299,10 +299,15 @@ def _context_size(model, tokenizer) -> int:
 
 
 def load_reranker_model(model: str | None = None, adapter: str | None = None, device: str = "auto",
-                        dtype: str = "auto", cache_dir: Path | None = None) -> LoadedModel:
-    """Load ``model`` (packaged name, ``.gguf`` file, HF id or directory) plus an optional LoRA adapter."""
+                        dtype: str = "auto", cache_dir: Path | None = None, scoring_only: bool = False) -> LoadedModel:
+    """Load ``model`` (packaged name, ``.gguf`` file, HF id or directory) plus an optional LoRA adapter.
+
+    ``scoring_only``: the caller only runs forward passes (first-token scoring), so a plain Qwen2 on
+    disk on the CPU (the packaged default, merged or not) loads through :mod:`qwen2_torch`, about 2 s
+    faster than transformers' model classes in a fresh process; anything else loads as usual.
+    """
     _require("transformers", "the reranker")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar at every load, even under --quiet (as the embedder)
@@ -326,7 +331,15 @@ def load_reranker_model(model: str | None = None, adapter: str | None = None, de
         source, adapter = str(merged), None  # merged once before: no peft, no merge
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        lm = None
+        if scoring_only and not adapter and device == "cpu" and Path(source).is_dir():
+            from localizer.rerank.qwen2_torch import load_qwen2_for_scoring
+
+            lm = load_qwen2_for_scoring(source, torch_dtype)
+        if lm is None:
+            from transformers import AutoModelForCausalLM
+
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's model id or files

@@ -106,7 +106,8 @@ class ListwiseReranker:
         if self._loaded is None:
             c = self.config
             started = time.perf_counter()
-            self._loaded = load_reranker_model(c.model, c.adapter, c.device, c.dtype)
+            # first-token scoring only runs forward passes: the plain-torch Qwen2 can serve it
+            self._loaded = load_reranker_model(c.model, c.adapter, c.device, c.dtype, scoring_only=c.mode == "first-token")
             log.info("loaded reranker %s on %s (%s) in %.1f s", self._loaded.name, self._loaded.device,
                      self._loaded.dtype, time.perf_counter() - started)
         return self._loaded

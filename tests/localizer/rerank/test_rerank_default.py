@@ -90,9 +90,10 @@ def test_the_default_pipeline_reranks_with_the_shipped_adapter(tmp_path, monkeyp
     monkeypatch.setattr(shipped, "SHIPPED_RERANKER", adapter_dir)
     loads = []
 
-    def load(model, adapter, device, dtype):  # the packaged base model stands in for the tiny one
+    def load(model, adapter, device, dtype, scoring_only=False):  # the tiny model stands in for the packaged one
         loads.append((model, adapter))
-        return models.load_reranker_model(str(base_dir), adapter, "cpu", "fp32", cache_dir=tmp_path / "model-cache")
+        return models.load_reranker_model(str(base_dir), adapter, "cpu", "fp32", cache_dir=tmp_path / "model-cache",
+                                          scoring_only=scoring_only)
 
     monkeypatch.setattr(reranker_module, "load_reranker_model", load)
     with one_thread():
