@@ -65,6 +65,12 @@ def test_logits_and_cache_match_transformers_on_left_padded_batches(saved):
                        position_ids=torch.tensor([[5, 6]]), past_key_values=cache)
         fresh = reference(input_ids=torch.tensor([lone]))
         torch.testing.assert_close(resumed.logits[:, -1], fresh.logits[:, -1], rtol=1e-4, atol=1e-4)
+        # unpadded, from scratch (the fused causal kernel), and one token on a cache (no mask at all)
+        whole = ours(torch.tensor([lone]), logits_to_keep=0)
+        torch.testing.assert_close(whole.logits, fresh.logits, rtol=1e-4, atol=1e-4)
+        whole.past_key_values.crop(-1)
+        last = ours(torch.tensor([lone[-1:]]), past_key_values=whole.past_key_values)
+        torch.testing.assert_close(last.logits[:, -1], fresh.logits[:, -1], rtol=1e-4, atol=1e-4)
 
 
 def test_the_scorer_ranks_the_same_with_either_model(saved):
