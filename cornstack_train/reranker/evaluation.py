@@ -174,7 +174,7 @@ def paired_wins(base: Sequence[int], other: Sequence[int]) -> dict[str, int]:
 
 
 def candidate_path(candidate_id: str) -> str:
-    """The file of a ``path::name::line`` candidate id."""
+    """The file of a ``path::name::line`` candidate id (``indexer.chunking.chunk.Chunk.key``)."""
     return candidate_id.rsplit("::", 2)[0]
 
 

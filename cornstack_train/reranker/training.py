@@ -136,11 +136,11 @@ def make_example(tokenizer, record: dict[str, Any], budget: PromptBudget, config
                  index: int) -> Example:
     """One instance shuffled for (epoch, index), or kept in first-stage order (``config.first_stage_share``),
     prompted as at inference, with its masked labels."""
-    rng = instance_rng(config.seed, epoch, index)
+    positions = list(record["target"]) + [record["positive_index"]]
     if shows_first_stage_order(config, epoch, index):
-        shown, mapped = list(record["candidates"]), list(record["target"]) + [record["positive_index"]]
+        shown, mapped = list(record["candidates"]), positions
     else:
-        shown, mapped = shuffle_window(record["candidates"], list(record["target"]) + [record["positive_index"]], rng)
+        shown, mapped = shuffle_window(record["candidates"], positions, instance_rng(config.seed, epoch, index))
     target, positive = mapped[:-1], mapped[-1]
     prompt = build_prompt(tokenizer, record["query"], shown, budget, config.system_message)
     suffix, answer = answer_for(target, config.loss)
