@@ -32,13 +32,10 @@ WEIGHTS = "model.safetensors"
 class Qwen2Shape:
     """The numbers of a Qwen2 ``config.json`` this module needs."""
 
-    hidden: int
     heads: int
     kv_heads: int
     head_dim: int
     layers: int
-    intermediate: int
-    vocab: int
     eps: float
     rope_theta: float
     max_positions: int
@@ -56,9 +53,8 @@ class Qwen2Shape:
             return None
         heads = int(config["num_attention_heads"])
         hidden = int(config["hidden_size"])
-        return cls(hidden=hidden, heads=heads, kv_heads=int(config.get("num_key_value_heads") or heads),
+        return cls(heads=heads, kv_heads=int(config.get("num_key_value_heads") or heads),
                    head_dim=int(config.get("head_dim") or hidden // heads), layers=int(config["num_hidden_layers"]),
-                   intermediate=int(config["intermediate_size"]), vocab=int(config["vocab_size"]),
                    eps=float(config.get("rms_norm_eps", 1e-6)),
                    rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
                    max_positions=int(config.get("max_position_embeddings", 32768)),
